@@ -1,0 +1,220 @@
+"""librdkafka load generator (confluent-kafka), run as a pinned subprocess by ``generators``.
+
+Modes, each printing one JSON object on stdout (``e2e-consume`` prints ``READY`` first):
+``ready`` (exit 0 once a metadata request succeeds), ``create`` (a topic), ``produce`` (flat out,
+batched), ``consume`` (from the beginning, no group), ``e2e-produce`` (fixed rate, the intended send
+time in the first 8 bytes) and ``e2e-consume`` (latency = receive time - intended send time, so a
+stalled broker is not hidden by coordinated omission). Both e2e sides use CLOCK_MONOTONIC, which is
+system-wide on Linux. Standalone: imports nothing from the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import struct
+import sys
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def _payload(size: int) -> bytearray:
+    # Like ProducerPerformance: one buffer of random upper-case letters, reused for every record.
+    rnd = random.Random(42)
+    return bytearray(rnd.randint(65, 90) for _ in range(size))
+
+
+def _ready(a: argparse.Namespace) -> int:
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    try:
+        md = admin.list_topics(timeout=a.timeout)
+    except KafkaException:
+        return 1
+    return 0 if md.brokers else 1
+
+
+def _create(a: argparse.Namespace) -> int:
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    config = dict(kv.split("=", 1) for kv in a.config)
+    topic = NewTopic(a.topic, num_partitions=a.partitions, replication_factor=1, config=config)
+    fut = admin.create_topics([topic], operation_timeout=30)[a.topic]
+    fut.result(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until every partition has a leader
+        md = admin.list_topics(a.topic, timeout=5).topics.get(a.topic)
+        if md and md.error is None and len(md.partitions) == a.partitions and all(
+            p.leader >= 0 for p in md.partitions.values()
+        ):
+            return 0
+        time.sleep(0.05)
+    raise SystemExit(f"topic {a.topic} has no leaders after 30 s")
+
+
+def _producer(a: argparse.Namespace, errors: list[int]) -> Producer:
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors[0] += 1
+
+    return Producer({
+        "bootstrap.servers": a.bootstrap,
+        "acks": a.acks,
+        "linger.ms": a.linger_ms,
+        "batch.size": a.batch_size,
+        "compression.type": a.compression,
+        "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 2_097_151,
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+    })
+
+
+def _produce(a: argparse.Namespace) -> dict[str, Any]:
+    errors = [0]
+    p = _producer(a, errors)
+    value = bytes(_payload(a.size))
+    topic, produce, poll = a.topic, p.produce, p.poll
+    t0 = time.monotonic()
+    for i in range(a.count):
+        while True:
+            try:
+                produce(topic, value)
+                break
+            except BufferError:
+                poll(0.001)
+        if i & 1023 == 0:
+            poll(0)
+    left = p.flush(120)
+    secs = time.monotonic() - t0
+    return {"records": a.count - left, "seconds": secs, "errors": errors[0] + left}
+
+
+def _assign(a: argparse.Namespace) -> Consumer:
+    c = Consumer({
+        "bootstrap.servers": a.bootstrap,
+        "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 100,
+        "enable.partition.eof": False,
+    })
+    md = c.list_topics(a.topic, timeout=10).topics[a.topic]
+    c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in md.partitions])
+    return c
+
+
+def _consume(a: argparse.Namespace) -> dict[str, Any]:
+    c = _assign(a)
+    got, errors, t_first, t_last = 0, 0, 0.0, 0.0
+    first_batch = 0
+    idle_deadline = time.monotonic() + a.timeout
+    while got < a.count and time.monotonic() < idle_deadline:
+        msgs = c.consume(num_messages=10000, timeout=0.5)
+        if not msgs:
+            continue
+        now = time.monotonic()
+        idle_deadline = now + a.timeout
+        bad = sum(1 for m in msgs if m.error() is not None)
+        errors += bad
+        if got == 0:
+            t_first, first_batch = now, len(msgs) - bad
+        got += len(msgs) - bad
+        t_last = now
+    c.close()
+    # Throughput from the first batch's arrival to the last's: excludes connection set-up.
+    return {"records": got - first_batch, "seconds": max(t_last - t_first, 1e-9),
+            "consumed": got, "errors": errors + (a.count - got)}
+
+
+def _e2e_produce(a: argparse.Namespace) -> dict[str, Any]:
+    errors = [0]
+    p = _producer(a, errors)
+    buf = _payload(a.size)
+    interval = 1e9 / a.rate
+    t0 = time.monotonic_ns() + 50_000_000
+    i, n, topic = 0, a.count, a.topic
+    while i < n:
+        now = time.monotonic_ns()
+        due = min(n, int((now - t0) / interval) + 1) if now >= t0 else 0
+        while i < due:
+            struct.pack_into("<q", buf, 0, t0 + int(i * interval))
+            try:
+                p.produce(topic, bytes(buf))
+            except BufferError:
+                p.poll(0.001)
+                continue
+            i += 1
+        p.poll(0)
+        if i < n:
+            wait = (t0 + i * interval - time.monotonic_ns()) / 1e9
+            if wait > 0:
+                time.sleep(wait)
+    left = p.flush(60)
+    secs = (time.monotonic_ns() - t0) / 1e9
+    return {"records": n - left, "seconds": secs, "rate": a.rate, "errors": errors[0] + left}
+
+
+def _pct(sorted_ns: list[int], q: float) -> float:
+    if not sorted_ns:
+        return float("nan")
+    k = min(len(sorted_ns) - 1, max(0, int(round(q * len(sorted_ns))) - 1))
+    return sorted_ns[k] / 1e6
+
+
+def _e2e_consume(a: argparse.Namespace) -> dict[str, Any]:
+    c = _assign(a)
+    c.consume(num_messages=1, timeout=0.5)  # connect and start fetching before the producer runs
+    print("READY", flush=True)
+    lat: list[int] = []
+    unpack, mono = struct.unpack_from, time.monotonic_ns
+    idle_deadline = time.monotonic() + a.timeout
+    while len(lat) < a.count and time.monotonic() < idle_deadline:
+        msgs = c.consume(num_messages=10000, timeout=0.2)
+        now = mono()
+        for m in msgs:
+            if m.error() is None:
+                lat.append(now - unpack("<q", m.value(), 0)[0])
+        if msgs:
+            idle_deadline = time.monotonic() + a.timeout
+    c.close()
+    lat.sort()
+    return {
+        "records": len(lat), "errors": a.count - len(lat),
+        "p50_ms": _pct(lat, 0.50), "p99_ms": _pct(lat, 0.99), "p999_ms": _pct(lat, 0.999),
+        "max_ms": lat[-1] / 1e6 if lat else float("nan"),
+        "mean_ms": sum(lat) / len(lat) / 1e6 if lat else float("nan"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["ready", "create", "produce", "consume",
+                                     "e2e-produce", "e2e-consume"])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", default="bench")
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--config", action="append", default=[], help="topic config k=v")
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--acks", default="1")
+    ap.add_argument("--compression", default="none")
+    ap.add_argument("--linger-ms", type=float, default=5)
+    ap.add_argument("--batch-size", type=int, default=1_048_576)
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--timeout", type=float, default=10.0)
+    a = ap.parse_args(argv)
+    if a.mode == "ready":
+        return _ready(a)
+    if a.mode == "create":
+        return _create(a)
+    run = {"produce": _produce, "consume": _consume, "e2e-produce": _e2e_produce,
+           "e2e-consume": _e2e_consume}[a.mode]
+    print(json.dumps(run(a)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

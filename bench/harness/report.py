@@ -1,0 +1,141 @@
+"""Turns raw samples into the report: median/min/max per metric and system, limits, ratios.
+
+Writes ``<out>/<timestamp>.json`` (everything, raw samples included) and ``<timestamp>.md`` (the
+table), and copies the markdown to ``latest.md``. The ``limit`` column maps a workload's metric to
+the physical limit (``bench/limits.py``) that bounds it; ratios are Tidelog/Kafka, Tidelog/limit
+and Kafka/limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from harness.runner import Results
+from harness.workloads import Profile
+
+METRICS = ["records_per_s", "MB_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "cpu_s_per_GB",
+           "cpu_s_per_Mrec", "rss_peak_MB", "startup_s", "idle_rss_MB"]
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    vals = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def limit_for(workload: str, metric: str, lim: dict[str, Any]) -> tuple[float, str] | None:
+    """The physical limit bounding ``metric`` of ``workload``, with its name, if one applies."""
+    net = lim.get("loopback_MBps_cross_core")
+    if metric == "MB_per_s" and net:
+        if workload.startswith("produce"):
+            disk, what = lim.get("pagecache_write_MBps"), "page-cache write"
+        elif workload.endswith(("-cold-rdk", "-cold-perf")):
+            disk, what = lim.get("direct_read_MBps"), "O_DIRECT read"
+        elif workload.startswith("consume"):
+            disk, what = lim.get("pagecache_read_MBps"), "page-cache read"
+        else:
+            return None
+        if disk is None:
+            return float(net), "loopback TCP"
+        return (float(net), "loopback TCP") if net < disk else (float(disk), what)
+    rtt = lim.get("rtt_us_cross_core", {}).get("p50_us")
+    if metric == "p50_ms" and rtt and workload.startswith(("latency", "pingpong")):
+        return rtt / 1000, "1 loopback RTT p50"
+    return None
+
+
+def aggregate(results: Results, limits: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for wname, by_sys in results.samples.items():
+        for metric in METRICS:
+            stats = {s: _stats([x.get(metric, math.nan) for x in samples])
+                     for s, samples in by_sys.items()}
+            stats = {s: v for s, v in stats.items() if v is not None}
+            if not stats:
+                continue
+            row: dict[str, Any] = {"workload": wname, "metric": metric, "systems": stats}
+            lim = limit_for(wname, metric, limits)
+            if lim:
+                row["limit"], row["limit_name"] = lim
+            k, t = stats.get("kafka"), stats.get("tidelog")
+            if k and t and k["median"]:
+                row["tidelog_over_kafka"] = t["median"] / k["median"]
+            if lim and t:
+                row["tidelog_over_limit"] = t["median"] / lim[0]
+            if lim and k:
+                row["kafka_over_limit"] = k["median"] / lim[0]
+            rows.append(row)
+    return rows
+
+
+def _cell(s: dict[str, float] | None) -> str:
+    if not s:
+        return "—"
+    if s["n"] == 1:
+        return f"{s['median']:.4g}"
+    return f"{s['median']:.4g} ({s['min']:.4g}–{s['max']:.4g})"
+
+
+def _ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, lim = doc["machine"], doc["limits"]
+    out = [
+        f"# Tidelog vs Apache Kafka — profile `{doc['profile']}`, {doc['started']}",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, kernel "
+        f"{m['kernel']}, {m['os']}; {m['java']}; Python {m['python']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.  ",
+        f"Pinning: broker `{doc['broker_cpu'] or 'unpinned'}`, generator "
+        f"`{doc['generator_cpu'] or 'unpinned'}`; {doc['repeats']} repeats, systems alternating "
+        f"{' / '.join(doc['systems'])} per round; cells are median (min–max). MB = 10^6 bytes.",
+        "",
+        "| workload | metric | Kafka | Tidelog | limit | T/K | T/limit | K/limit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        s = r["systems"]
+        limit = f"{r['limit']:.4g} ({r['limit_name']})" if "limit" in r else "—"
+        out.append(f"| {r['workload']} | {r['metric']} | {_cell(s.get('kafka'))} | "
+                   f"{_cell(s.get('tidelog'))} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
+                   f" | {_ratio(r.get('tidelog_over_limit'))} | "
+                   f"{_ratio(r.get('kafka_over_limit'))} |")
+    out += ["", "Workloads:", ""]
+    out += [f"- `{name}`: {desc}" for name, desc in doc["workloads"].items()]
+    if doc["rates"]:
+        out += ["", "Fixed rates:", ""]
+        out += [f"- `{k}`: {v['rate']:.0f} records/s ({v['source']})" for k, v in doc["rates"].items()]
+    if lim:
+        out += ["", "Physical limits (same run):", "", "```", json.dumps(lim, indent=1), "```"]
+    if doc["errors"]:
+        out += ["", "Errors:", ""] + [f"- {e.splitlines()[0]}" for e in doc["errors"]]
+    return "\n".join(out) + "\n"
+
+
+def write(out_dir: Path, stamp: str, profile: Profile, results: Results, limits: dict[str, Any],
+          meta: dict[str, Any]) -> tuple[Path, Path]:
+    doc: dict[str, Any] = dict(meta)
+    doc.update({
+        "profile": profile.name,
+        "workloads": {w.name: w.describe() for w in profile.workloads},
+        "limits": limits,
+        "rates": results.rates,
+        "errors": results.errors,
+        "rows": aggregate(results, limits),
+        "samples": results.samples,
+    })
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{stamp}.json", out_dir / f"{stamp}.md"
+    js.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    text = markdown(doc)
+    md.write_text(text)
+    (out_dir / "latest.md").write_text(text)
+    return js, md

@@ -1,0 +1,213 @@
+"""Runs a profile: rounds of A/B/A/B broker sessions, each workload measured once per session.
+
+Each round starts every system fresh in turn (wiped data directory, broker on the broker core),
+warms it up, runs every workload on a fresh topic with the load generator on the other core, and
+charges the broker's CPU seconds and RSS to the workload (``procstat``). Rates of fixed-rate
+workloads are fixed once, from Kafka's first measured peak. Results go to ``report``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import generators as gen
+from harness import java
+from harness.procstat import Meter, rss_bytes
+from harness.systems import SEGMENT_BYTES, System
+from harness.workloads import Profile, Workload
+
+Sample = dict[str, Any]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Results:
+    """Raw samples: workload name -> system name -> one dict per repeat."""
+
+    samples: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
+    rates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, workload: str, system: str, sample: Sample) -> None:
+        self.samples.setdefault(workload, {}).setdefault(system, []).append(sample)
+
+
+def evict(data_dir: Path) -> None:
+    """Write back and drop the page cache of every file under ``data_dir`` (cold reads)."""
+    for root, _dirs, files in os.walk(data_dir):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def resident_bytes(data_dir: Path) -> int | None:
+    """Bytes of ``data_dir``'s files in the page cache (util-linux ``fincore``), None if unknown."""
+    if shutil.which("fincore") is None:
+        return None
+    files = [os.path.join(r, f) for r, _d, fs in os.walk(data_dir) for f in fs if f.endswith(".log")]
+    if not files:
+        return 0
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", *files],
+                         capture_output=True, text=True, check=False)
+    return sum(int(x) for x in out.stdout.split() if x.isdigit())
+
+
+class Session:
+    """One running broker: topics made in it, fills already done, the generator core."""
+
+    def __init__(self, system: System, gen_cpu: str | None, libs: Path, results: Results) -> None:
+        self.sys = system
+        self.cpu = gen_cpu
+        self.libs = libs
+        self.results = results
+        self.filled: dict[tuple[int, int, int], str] = {}
+        self.n = 0
+
+    def topic(self, w: Workload, prefix: str = "t") -> str:
+        self.n += 1
+        name = f"{prefix}{self.n}-{w.name}"[:200]
+        gen.create_topic(self.sys.bootstrap, name, w.partitions,
+                         {"segment.bytes": str(SEGMENT_BYTES)})
+        return name
+
+    def warmup(self, records: int) -> None:
+        if records <= 0:
+            return
+        w = Workload("warmup", "produce", "rdkafka", 4, 1024, records)
+        t = self.topic(w, "warm")
+        gen.rdk_produce(self.cpu, self.sys.bootstrap, t, records, w.producer())
+        gen.rdk_consume(self.cpu, self.sys.bootstrap, t, records)
+
+    def rate(self, w: Workload) -> float:
+        known = self.results.rates.get(w.name)
+        if known:
+            return float(known["rate"])
+        peaks = [s["records_per_s"] for s in
+                 self.results.samples.get(w.rate_of, {}).get("kafka", []) if "records_per_s" in s]
+        if peaks:
+            rate = w.rate_fraction * statistics.median(peaks)
+            src = f"{w.rate_fraction:.0%} of Kafka's {w.rate_of} ({statistics.median(peaks):.0f}/s)"
+        else:
+            rate, src = w.rate_default, "profile default (no Kafka peak measured)"
+        self.results.rates[w.name] = {"rate": round(rate, 1), "source": src}
+        return rate
+
+    def run(self, w: Workload) -> Sample:
+        s = self.sys
+        extra: Sample = {}
+        if w.kind == "consume":
+            key = (w.partitions, w.size, w.records)
+            if key not in self.filled:
+                t = self.topic(w, "fill")
+                gen.rdk_produce(self.cpu, s.bootstrap, t, w.records, w.producer())
+                self.filled[key] = t
+            topic = self.filled[key]
+            if w.cache == "cold":
+                evict(s.data_dir())
+            extra["resident_MB_before"] = _mb(resident_bytes(s.data_dir()))
+        else:
+            topic = self.topic(w)
+        with Meter(s.pid) as m:
+            if w.kind == "produce" and w.generator == "rdkafka":
+                raw = gen.rdk_produce(self.cpu, s.bootstrap, topic, w.records, w.producer())
+            elif w.kind == "produce":
+                raw = gen.perf_produce(self.cpu, self.libs, s.bootstrap, topic, w.records,
+                                       w.producer())
+            elif w.kind == "consume" and w.generator == "rdkafka":
+                raw = gen.rdk_consume(self.cpu, s.bootstrap, topic, w.records)
+            elif w.kind == "consume":
+                raw = gen.perf_consume(self.cpu, self.libs, s.bootstrap, topic, w.records)
+            elif w.kind == "latency":
+                rate = self.rate(w)
+                count = max(1, int(rate * w.seconds))
+                raw = gen.rdk_e2e(self.cpu, s.bootstrap, topic, count, rate, w.producer())
+                extra["rate"] = round(rate, 1)
+            else:
+                raw = gen.perf_pingpong(self.cpu, self.libs, s.bootstrap, topic, w.records,
+                                        w.size, w.acks)
+        return _metrics(w, raw, m.result.cpu_s, m.result.rss_peak) | extra
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / 1e6, 1)
+
+
+def _metrics(w: Workload, raw: Sample, cpu_s: float, rss_peak: int) -> Sample:
+    moved = raw.get("consumed", raw.get("records", 0))
+    out: Sample = {"raw": raw, "broker_cpu_s": round(cpu_s, 3), "rss_peak_MB": _mb(rss_peak)}
+    if w.kind in ("produce", "consume") and raw.get("seconds"):
+        out["records_per_s"] = raw["records"] / raw["seconds"]
+        out["MB_per_s"] = raw["records"] * w.size / raw["seconds"] / 1e6
+    for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms"):
+        if k in raw:
+            out[k] = raw[k]
+    if moved:
+        out["cpu_s_per_GB"] = cpu_s / (moved * w.size / 1e9)
+        out["cpu_s_per_Mrec"] = cpu_s / (moved / 1e6)
+    errs = raw.get("errors", 0) + raw.get("produce_errors", 0)
+    if errs:
+        out["errors"] = errs
+    return out
+
+
+def run_profile(profile: Profile, systems: list[System], repeats: int, gen_cpu: str | None,
+                results: Results) -> Results:
+    """A/B/A/B: for each repeat, each system in turn runs every workload of the profile."""
+    libs = java.libs_dir()  # kafka-tools are load generators for every system
+    for r in range(repeats):
+        for system in systems:
+            log(f"round {r + 1}/{repeats}: starting {system.name}")
+            try:
+                system.start()
+            except Exception as e:  # noqa: BLE001 - recorded in the report, run goes on
+                results.errors.append(f"round {r + 1} {system.name} start: {e}")
+                log(f"{system.name} failed to start: {e}")
+                continue
+            try:
+                time.sleep(1.0)
+                results.add("startup", system.name, {
+                    "startup_s": round(system.startup_s, 3),
+                    "idle_rss_MB": _mb(rss_bytes(system.pid)),
+                })
+                session = Session(system, gen_cpu, libs, results)
+                session.warmup(profile.warmup_records)
+                for w in profile.workloads:
+                    if system.proc is None or system.proc.poll() is not None:
+                        raise RuntimeError(f"{system.name} died:\n{system.log_tail()}")
+                    try:
+                        sample = session.run(w)
+                    except Exception as e:  # noqa: BLE001 - one failed workload is reported
+                        msg = f"round {r + 1} {system.name} {w.name}: {e}"
+                        results.errors.append(msg)
+                        log(msg)
+                        continue
+                    results.add(w.name, system.name, sample)
+                    log(f"  {system.name} {w.name}: " + ", ".join(
+                        f"{k}={v:.4g}" for k, v in sample.items() if isinstance(v, float)))
+            except Exception as e:  # noqa: BLE001
+                results.errors.append(f"round {r + 1} {system.name}: {e}")
+                log(traceback.format_exc())
+            finally:
+                system.stop()
+    return results

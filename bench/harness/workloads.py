@@ -1,0 +1,153 @@
+"""The workload matrix (after the OpenMessaging Benchmark's shapes, scaled to 2 cores) and profiles.
+
+A :class:`Workload` is one measured step against a running broker: ``produce`` (flat out),
+``consume`` (from a pre-filled topic, page cache ``warm`` or ``cold``), ``latency`` (fixed rate, a
+fraction of Kafka's measured peak of a reference produce workload) or ``pingpong`` (Kafka's
+EndToEndLatency, one record in flight). ``runner`` executes them in order; profiles pick which.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One measured step; ``name`` is stable and keys the report."""
+
+    name: str
+    kind: str  # produce | consume | latency | pingpong
+    generator: str  # rdkafka | kafka-perf
+    partitions: int = 1
+    size: int = KIB
+    records: int = 100_000
+    acks: str = "1"
+    compression: str = "none"
+    linger_ms: float = 5
+    batch_size: int = 1_048_576
+    cache: str = "warm"  # consume only
+    rate_of: str = ""  # latency only: produce workload whose Kafka peak sets the rate
+    rate_fraction: float = 0.5
+    rate_default: float = 5000.0  # records/s when no Kafka peak is known
+    seconds: float = 10.0  # latency only: duration at the fixed rate
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def producer(self) -> dict[str, Any]:
+        return {"size": self.size, "acks": self.acks, "compression": self.compression,
+                "linger_ms": self.linger_ms, "batch_size": self.batch_size}
+
+    def describe(self) -> str:
+        size = f"{self.size // KIB} KiB" if self.size >= KIB else f"{self.size} B"
+        base = f"{self.kind} {size} x{self.partitions}p via {self.generator}"
+        if self.kind == "produce":
+            return f"{base}, acks={self.acks}, {self.compression}, linger {self.linger_ms:g} ms"
+        if self.kind == "consume":
+            return f"{base}, {self.cache} page cache"
+        if self.kind == "latency":
+            return (f"{base}, fixed rate {self.rate_fraction:.0%} of Kafka peak of "
+                    f"{self.rate_of or 'n/a'}, {self.seconds:g} s, linger {self.linger_ms:g} ms")
+        return f"{base}, one record in flight, acks={self.acks}"
+
+
+def _size_tag(size: int) -> str:
+    return "1k" if size == KIB else f"{size}b"
+
+
+def produce(gen: str, partitions: int, size: int, records: int, acks: str = "1",
+            compression: str = "none") -> Workload:
+    tag = "rdk" if gen == "rdkafka" else "perf"
+    name = f"produce-{_size_tag(size)}-{partitions}p-acks{acks}-{compression}-{tag}"
+    return Workload(name, "produce", gen, partitions, size, records, acks, compression)
+
+
+def consume(gen: str, partitions: int, size: int, records: int, cache: str) -> Workload:
+    tag = "rdk" if gen == "rdkafka" else "perf"
+    name = f"consume-{_size_tag(size)}-{partitions}p-{cache}-{tag}"
+    return Workload(name, "consume", gen, partitions, size, records, cache=cache)
+
+
+def latency(partitions: int, size: int, rate_of: str, seconds: float,
+            rate_default: float = 5000.0) -> Workload:
+    name = f"latency-{_size_tag(size)}-{partitions}p-fixed50"
+    return Workload(name, "latency", "rdkafka", partitions, size, acks="1", linger_ms=1,
+                    batch_size=131072, rate_of=rate_of, seconds=seconds,
+                    rate_default=rate_default)
+
+
+def pingpong(size: int, records: int) -> Workload:
+    return Workload(f"pingpong-{_size_tag(size)}-1p", "pingpong", "kafka-perf", 1, size,
+                    records, acks="1")
+
+
+def _quick() -> list[Workload]:
+    p1k = produce("kafka-perf", 1, KIB, 100_000)
+    return [
+        produce("rdkafka", 1, 100, 300_000),
+        p1k,
+        consume("rdkafka", 1, KIB, 100_000, "warm"),
+        latency(1, KIB, p1k.name, seconds=3),
+    ]
+
+
+def _default() -> list[Workload]:
+    p1k16 = produce("rdkafka", 16, KIB, 1_000_000)
+    return [
+        produce("rdkafka", 1, 100, 3_000_000),
+        p1k16,
+        produce("kafka-perf", 16, KIB, 1_000_000, acks="all", compression="lz4"),
+        consume("rdkafka", 16, KIB, 1_000_000, "warm"),
+        consume("kafka-perf", 16, KIB, 1_000_000, "warm"),
+        consume("rdkafka", 16, KIB, 1_000_000, "cold"),
+        latency(16, KIB, p1k16.name, seconds=15),
+        pingpong(KIB, 2000),
+    ]
+
+
+def _full() -> list[Workload]:
+    out: list[Workload] = []
+    records = {100: 3_000_000, KIB: 1_000_000}
+    for parts, size, acks, comp, gen in itertools.product(
+        (1, 16), (100, KIB), ("1", "all"), ("none", "lz4"), ("rdkafka", "kafka-perf")
+    ):
+        out.append(produce(gen, parts, size, records[size], acks, comp))
+    for parts, size, cache, gen in itertools.product(
+        (1, 16), (100, KIB), ("warm", "cold"), ("rdkafka", "kafka-perf")
+    ):
+        out.append(consume(gen, parts, size, records[size], cache))
+    for parts, size in itertools.product((1, 16), (100, KIB)):
+        ref = produce("rdkafka", parts, size, records[size]).name
+        out.append(latency(parts, size, ref, seconds=20))
+    out += [pingpong(100, 5000), pingpong(KIB, 5000)]
+    return out
+
+
+def _smoke() -> list[Workload]:
+    """About five seconds of load: enough to prove that every number comes out."""
+    return [
+        produce("rdkafka", 1, KIB, 50_000),
+        consume("rdkafka", 1, KIB, 50_000, "warm"),
+        latency(1, KIB, "", seconds=2, rate_default=2000),
+    ]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Workloads, repeats and the sizes of the physical-limit probes."""
+
+    name: str
+    workloads: list[Workload]
+    repeats: int
+    limits: str  # quick | default | full | none
+    warmup_records: int
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", _smoke(), 1, "none", 0),
+    "quick": Profile("quick", _quick(), 3, "quick", 50_000),
+    "default": Profile("default", _default(), 3, "default", 300_000),
+    "full": Profile("full", _full(), 3, "full", 300_000),
+}

@@ -1,0 +1,1 @@
+"""Tidelog operator (kopf): reconciles Cluster and Topic resources. Imported as ``tidelog.operator``."""
