@@ -66,9 +66,10 @@ class FileHandle:
             if self.retired:
                 raise FileNotFoundError(f"{self.path} was deleted")
             self._fd = self.io.open(self.path)
+            self.pins += 1  # pinned before the cache evicts: never this handle
             self.cache.opened(self)
-        else:
-            self.cache.touched(self)
+            return self._fd
+        self.cache.touched(self)
         self.pins += 1
         return self._fd
 

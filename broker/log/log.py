@@ -297,6 +297,7 @@ class PartitionLog:
         for segment in self.segments:
             if segment.size == 0 or segment.largest_timestamp < timestamp:
                 continue
+            segment.ensure_indexes()
             start_offset = max(segment.time_index.lookup(timestamp), self.log_start_offset)
             found = segment.find_batch(start_offset)
             if found is None:

@@ -7,6 +7,7 @@ recovers its tail after a crash (rebuilding its indexes from the first unverifie
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +26,8 @@ TIMEINDEX_SUFFIX = ".timeindex"
 DELETED_SUFFIX = ".deleted"
 CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
+
+log = logging.getLogger(__name__)
 
 
 def file_stem(base_offset: int) -> str:
@@ -104,6 +107,7 @@ class LogSegment:
     def largest_timestamp(self) -> int:
         """Max record timestamp in the segment (file mtime if it has none), as retention uses it."""
         if self.max_timestamp < 0:
+            self.ensure_indexes()
             ts, offset = self.time_index.last_entry()
             if ts >= 0:
                 self.max_timestamp, self.offset_of_max_timestamp = ts, offset
@@ -202,8 +206,20 @@ class LogSegment:
 
     # -- lookups ---------------------------------------------------------------------------------
 
+    def ensure_indexes(self) -> None:
+        """Load both indexes; a damaged one is rebuilt from the log file (a full verified scan)."""
+        if self.offset_index._loaded and self.time_index._loaded:
+            return
+        try:
+            self.offset_index.load()
+            self.time_index.load()
+        except CorruptIndexError as exc:
+            log.warning("%s: %s; rebuilding the indexes", self.handle.path.name, exc)
+            self.recover()
+
     def find_batch(self, offset: int) -> tuple[int, BatchHeader] | None:
         """(position, header) of the first batch whose last offset is >= ``offset``, or None."""
+        self.ensure_indexes()
         _, position = self.offset_index.lookup(offset)
         fd = self.handle.pin()
         try:
@@ -218,6 +234,7 @@ class LogSegment:
 
     def batch_end_at_or_before(self, limit: int, start: int) -> int:
         """The largest batch boundary in (start, limit], walking from the index's nearest entry."""
+        self.ensure_indexes()
         position = max(self.offset_index.position_at_or_before(limit), start)
         end = position
         fd = self.handle.pin()
