@@ -23,6 +23,12 @@ class FileIO:
 
     def write_all(self, fd: int, position: int, buffers: Sequence[Buffer]) -> None:
         """Write ``buffers`` back to back at ``position`` (pwritev), looping over short writes."""
+        if len(buffers) == 1:  # the common case: one produce buffer, one syscall
+            written = os.pwrite(fd, buffers[0], position)
+            if written == len(buffers[0]):
+                return
+            buffers = [memoryview(buffers[0])[written:]]
+            position += written
         views = [memoryview(b).cast("B") for b in buffers]
         while views:
             written = os.pwritev(fd, views, position)
