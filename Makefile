@@ -29,8 +29,8 @@ run: setup
 	$(BIN)/tidelog log open --data-dir $(DATA)
 
 lint: setup
-	$(BIN)/ruff check broker operator tests bench
-	$(BIN)/ruff format --check broker operator tests bench
+	$(BIN)/ruff check broker operator tests bench/log_micro.py
+	$(BIN)/ruff format --check broker operator tests bench/log_micro.py
 	$(BIN)/mypy -p tidelog.broker -p tidelog.operator
 	PYTHONPATH=.build/mypy $(BIN)/lint-imports
 
@@ -41,8 +41,8 @@ unit: setup
 test: lint unit
 
 fmt: setup
-	$(BIN)/ruff check --fix broker operator tests bench
-	$(BIN)/ruff format broker operator tests bench
+	$(BIN)/ruff check --fix broker operator tests bench/log_micro.py
+	$(BIN)/ruff format broker operator tests bench/log_micro.py
 
 ## bench-log: the log storage micro-benchmark (append and sendfile read vs dd on the same disk)
 bench-log: setup
