@@ -339,7 +339,7 @@ class PartitionLog:
         while len(self.segments) > 1 and self._bases[-1] >= offset:
             self.segments.pop().delete_files()
             self._bases.pop()
-        self.active.truncate_to(offset)
+        self.active.truncate_to(offset)  # also learns its end offset if it was an old segment
         self.active.handle.keep_open = True
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
 

@@ -283,10 +283,19 @@ class LogSegment:
 
     # -- truncation and recovery -----------------------------------------------------------------
 
+    def compute_next_offset(self) -> int:
+        """The offset after the last batch (a walk from the last index entry), cached."""
+        if self.next_offset is None:
+            self.ensure_indexes()
+            batches = self.batches(self.offset_index.position_at_or_before(self.size))
+            self.next_offset = batches[-1][1].next_offset if batches else self.base_offset
+        return self.next_offset
+
     def truncate_to(self, offset: int) -> int:
         """Drop every batch whose last offset is >= ``offset``; returns the bytes removed."""
         found = self.find_batch(offset)
         if found is None:
+            self.compute_next_offset()
             return 0
         position, header = found
         removed = self.size - position

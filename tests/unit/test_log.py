@@ -389,3 +389,16 @@ def test_flush_messages_advances_the_recovery_point(open_log: Opener, small_conf
     assert plog.recovery_point == 0
     append(plog, [b"c"])
     assert plog.recovery_point == 3
+
+
+def test_truncate_to_a_segment_boundary_after_a_clean_reopen(open_log: Opener) -> None:
+    plog = open_log()
+    for i in range(60):
+        append(plog, [bytes([i]) * 100])
+    plog.close()
+    reopened = open_log(recovery_point=plog.recovery_point)
+    boundary = reopened.segments[-1].base_offset
+    reopened.truncate_to(boundary)
+    assert reopened.log_end_offset == boundary
+    assert append(reopened, [b"next"]) == (boundary, boundary)
+    assert len(read_all(reopened)) == boundary + 1
