@@ -232,7 +232,8 @@ def main() -> None:
     ]
     for row in rows:
         t, lim = row["tidelog"], row["limit"]
-        assert isinstance(t, dict) and isinstance(lim, dict)
+        assert isinstance(t, dict)
+        assert isinstance(lim, dict)
         lines.append(
             f"| {row['metric']} | {t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) | "
             f"{lim['median']:.2f} ({lim['min']:.2f}-{lim['max']:.2f}) | {t['median'] / lim['median']:.2f}x | "
