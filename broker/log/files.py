@@ -62,6 +62,9 @@ class FileHandle:
         self._fd = -1
 
     def pin(self) -> int:
+        if self.keep_open and self._fd >= 0:  # the active segment: no LRU bookkeeping
+            self.pins += 1
+            return self._fd
         if self._fd < 0:
             if self.retired:
                 raise FileNotFoundError(f"{self.path} was deleted")

@@ -44,7 +44,9 @@ class _Index:
 
     @property
     def is_full(self) -> bool:
-        return len(self) >= self.max_entries
+        if not self._loaded:
+            self.load()
+        return len(self.keys) >= self.max_entries
 
     def _decode(self, raw: bytes) -> None:
         raise NotImplementedError  # pragma: no cover - each index type defines its entry
@@ -128,7 +130,8 @@ class OffsetIndex(_Index):
         )
 
     def append(self, last_offset: int, position: int) -> None:
-        self._ensure_loaded()
+        if not self._loaded:
+            self.load()
         if self.keys and (last_offset <= self.keys[-1] or position <= self.values[-1]):
             return  # never out of order; a duplicate entry adds nothing
         self.keys.append(last_offset)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tidelog.broker.log import appender
 from tidelog.broker.log.config import LogConfig
@@ -34,6 +36,8 @@ from tidelog.broker.protocol.records import iter_records
 
 log = logging.getLogger(__name__)
 
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 
 
@@ -41,8 +45,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class AppendInfo:
+class AppendInfo(NamedTuple):
     """What an append did: offsets assigned, the append time stamped (-1 for CreateTime)."""
 
     first_offset: int
@@ -189,22 +192,24 @@ class PartitionLog:
     def append_as_leader(self, buf: memoryview, *, leader_epoch: int = 0, clock_ms: int | None = None) -> AppendInfo:
         """Validate the producer's batches, assign offsets in place, append. ``buf`` must be writable:
         base offsets and the leader epoch are patched into it (both outside the CRC)."""
-        self._check_online()
+        if self.offline_reason is not None:
+            self._check_online()
         now = clock_ms if clock_ms is not None else now_ms()
         batches = appender.validate_for_leader(buf, self.config, now)
         log_append_time = self.config.message_timestamp_type == "LogAppendTime"
         offset = first = self.log_end_offset
         infos: list[BatchInfo] = []
         records = 0
-        for pos, header in batches:
-            rb.set_base_offset(buf, pos, offset)
-            rb.set_leader_epoch(buf, pos, leader_epoch)
+        pack_offset, pack_epoch = _INT64.pack_into, _INT32.pack_into
+        for pos, size, delta, batch_max_ts, count in batches:
+            pack_offset(buf, pos, offset)
+            pack_epoch(buf, pos + rb.LOG_OVERHEAD, leader_epoch)
             if log_append_time:
-                rb.set_log_append_time(buf, pos, header.size, now)
-            offset += header.last_offset_delta + 1
-            records += header.records_count
-            infos.append(BatchInfo(pos, header.size, offset - 1, now if log_append_time else header.max_timestamp))
-        self._append(buf, infos, now, records)
+                rb.set_log_append_time(buf, pos, size, now)
+            offset += delta + 1
+            records += count
+            infos.append(BatchInfo(pos, size, offset - 1, now if log_append_time else batch_max_ts))
+        self._append(buf, infos, now, records, first)
         return AppendInfo(first, offset - 1, now if log_append_time else -1, self.log_start_offset, records, len(buf))
 
     def append_as_follower(self, buf: memoryview, *, clock_ms: int | None = None) -> AppendInfo:
@@ -214,17 +219,17 @@ class PartitionLog:
         batches = appender.validate_for_follower(buf, self.log_end_offset)
         infos = [BatchInfo(pos, h.size, h.last_offset, h.max_timestamp) for pos, h in batches]
         records = sum(h.records_count for _, h in batches)
-        self._append(buf, infos, now, records)
+        self._append(buf, infos, now, records, batches[0][1].base_offset)
         return AppendInfo(
             batches[0][1].base_offset, batches[-1][1].last_offset, -1, self.log_start_offset, records, len(buf)
         )
 
-    def _append(self, buf: memoryview, infos: list[BatchInfo], now: int, records: int) -> None:
-        last = infos[-1]
-        max_ts = max(i.max_timestamp for i in infos)
+    def _append(self, buf: memoryview, infos: list[BatchInfo], now: int, records: int, first_offset: int) -> None:
         segment = self.active
-        if segment.should_roll(len(buf), max_ts, last.last_offset, now):
-            segment = self.roll(now, base_offset=infos[0].last_offset - _first_delta(buf))
+        if segment.size:
+            max_ts = infos[0].max_timestamp if len(infos) == 1 else max(i.max_timestamp for i in infos)
+            if segment.should_roll(len(buf), max_ts, infos[-1].last_offset, now):
+                segment = self.roll(now, base_offset=first_offset)
         try:
             segment.append(buf, infos)
         except KafkaStorageError as exc:
@@ -401,8 +406,3 @@ class PartitionLog:
         for segment in self.segments:
             segment.close()
         self.purge_deleted(0, force=True)
-
-
-def _first_delta(buf: memoryview) -> int:
-    """lastOffsetDelta of the first batch in ``buf`` (to find its base offset from its last offset)."""
-    return rb.read_header(buf, 0).last_offset_delta

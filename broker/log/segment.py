@@ -158,24 +158,24 @@ class LogSegment:
         start = self.size
         fd = self.handle.pin()
         try:
-            self.io.write_all(fd, start, [buffer])
+            self.io.write_all(fd, start, (buffer,))
         except OSError as exc:
             self._undo_partial_write(fd, start)
             raise KafkaStorageError(f"append to {self.handle.path} failed: {exc}") from exc
         finally:
             self.handle.unpin()
         interval = self.config.index_interval_bytes
-        for info in batches:
-            if info.max_timestamp > self.max_timestamp:
-                self.max_timestamp = info.max_timestamp
-                self.offset_of_max_timestamp = info.last_offset
-            if self.first_timestamp is None:
-                self.first_timestamp = info.max_timestamp
+        if self.first_timestamp is None:
+            self.first_timestamp = batches[0].max_timestamp
+        for position, size, last_offset, max_timestamp in batches:
+            if max_timestamp > self.max_timestamp:
+                self.max_timestamp = max_timestamp
+                self.offset_of_max_timestamp = last_offset
             if self.bytes_since_index > interval:
-                self.offset_index.append(info.last_offset, start + info.position)
+                self.offset_index.append(last_offset, start + position)
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
                 self.bytes_since_index = 0
-            self.bytes_since_index += info.size
+            self.bytes_since_index += size
         self.size = start + len(buffer)
         self.next_offset = batches[-1].last_offset + 1
         self.dirty = True
