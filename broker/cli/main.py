@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tidelog.broker.log import scan
 from tidelog.broker.log.manager import LogManager
@@ -68,23 +70,50 @@ def _dump(path: Path) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _open(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_logs(args.data_dir))
+    return 0
+
+
+def _dump_cmd(args: argparse.Namespace) -> int:
+    return _dump(args.segment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree. Each sub-command sets ``func(args) -> exit code``."""
     parser = argparse.ArgumentParser(prog="tidelog", description="Tidelog: a Kafka-compatible streaming log")
     sub = parser.add_subparsers(dest="command", required=True)
     log_cmd = sub.add_parser("log", help="work with partition logs on disk")
     log_sub = log_cmd.add_subparsers(dest="action", required=True)
     open_cmd = log_sub.add_parser("open", help="open and recover a data directory, then run its background work")
     open_cmd.add_argument("--data-dir", type=Path, default=Path("data"))
+    open_cmd.set_defaults(func=_open)
     dump_cmd = log_sub.add_parser("dump", help="print the batches of a segment file")
     dump_cmd.add_argument("segment", type=Path)
-    args = parser.parse_args(argv)
+    dump_cmd.set_defaults(func=_dump_cmd)
+    for module in _command_modules():
+        module.register(sub)
+    return parser
+
+
+def _command_modules() -> list[Any]:
+    """Sub-command modules that exist in this build (each has ``register(subparsers)``)."""
+    modules = []
+    for name in ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.action == "open":
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_serve_logs(args.data_dir))
-            return 0
-        return _dump(args.segment)
+        return int(args.func(args))
     except (KafkaError, OSError) as exc:
         print(f"tidelog: {exc}", file=sys.stderr)
         return 1

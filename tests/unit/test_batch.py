@@ -103,7 +103,9 @@ def test_impossible_batches_are_corrupt(mutate: object, message: str) -> None:
 def test_error_codes_map_back_to_classes() -> None:
     assert for_code(2) is CorruptRecordError
     assert for_code(43) is UnsupportedForMessageFormatError
-    assert for_code(9999).error_code == -1
+    assert for_code(36).name == "TOPIC_ALREADY_EXISTS"
+    assert for_code(36) is for_code(36)
+    assert for_code(9999).error_code == 9999
 
 
 def test_damaged_compressed_block_is_corrupt() -> None:
