@@ -1,0 +1,1 @@
+"""Cluster metadata: topics, partitions, configs and topic ids (standalone backend now; etcd and Kubernetes later)."""

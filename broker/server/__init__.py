@@ -1,0 +1,1 @@
+"""The Kafka listener: connections, framing, dispatch by API key and version, lifecycle."""
