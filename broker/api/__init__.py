@@ -1,1 +1,1 @@
-"""One thin handler per Kafka API (decode, check, delegate, answer) and the registry driving dispatch and ApiVersions."""
+"""One thin handler per Kafka API (decode, check, delegate, answer); the registry drives dispatch and ApiVersions."""

@@ -1,0 +1,92 @@
+"""What every API handler works with: the broker's identity, its topics, its logs and settings,
+and the waiters that wake long-polling fetches when data arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from tidelog.broker.cluster.topics import TopicInfo, TopicStore
+from tidelog.broker.log.log import PartitionLog
+from tidelog.broker.log.manager import LogManager
+from tidelog.broker.protocol import fetch
+from tidelog.broker.protocol.errors import UnknownTopicOrPartitionError
+from tidelog.broker.protocol.frames import RequestHeader
+
+Part = fetch.Part
+
+
+class Reply(NamedTuple):
+    """A response body as parts (bytes and file regions) and its total length in bytes."""
+
+    parts: list[Part]
+    length: int
+
+    @classmethod
+    def of(cls, body: bytes) -> Reply:
+        return cls([body], len(body))
+
+
+Outcome = Reply | None  # None: no response at all (Produce with acks=0)
+Handler = Callable[["BrokerContext", RequestHeader, memoryview], "Outcome | Awaitable[Outcome]"]
+
+
+@dataclass(slots=True)
+class Settings:
+    """Broker settings the handlers need (Kafka's names in comments)."""
+
+    node_id: int = 0  # node.id
+    host: str = "127.0.0.1"  # advertised host
+    port: int = 9092  # advertised port
+    rack: str | None = None  # broker.rack
+    auto_create_topics: bool = True  # auto.create.topics.enable
+    num_partitions: int = 1  # num.partitions
+    default_replication_factor: int = 1  # default.replication.factor
+    fetch_max_bytes: int = 55 * 1024 * 1024  # fetch.max.bytes
+
+
+class Waiters:
+    """Long-polling fetches wait here; appends to a partition wake them."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, int], asyncio.Event] = {}
+
+    def event(self, topic: str, partition: int) -> asyncio.Event:
+        key = (topic, partition)
+        ev = self._events.get(key)
+        if ev is None:
+            ev = self._events[key] = asyncio.Event()
+        return ev
+
+    def notify(self, topic: str, partition: int) -> None:
+        ev = self._events.pop((topic, partition), None)
+        if ev is not None:
+            ev.set()
+
+
+@dataclass(slots=True)
+class BrokerContext:
+    settings: Settings
+    topics: TopicStore
+    logs: LogManager
+    waiters: Waiters = field(default_factory=Waiters)
+    observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
+
+    def partition_log(self, topic: str, partition: int) -> PartitionLog:
+        """The log of an existing partition (created on first use), or UNKNOWN_TOPIC_OR_PARTITION."""
+        info = self.topics.topics.get(topic)
+        if info is None or not 0 <= partition < info.partitions:
+            raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist on this broker")
+        plog = self.logs.get(topic, partition)
+        if plog is None:
+            plog = self.logs.get_or_create(topic, partition, self.topics.log_config(topic))
+        return plog
+
+    def auto_create(self, topic: str) -> TopicInfo | None:
+        """Create ``topic`` with the broker defaults if auto creation is on; None otherwise."""
+        if not self.settings.auto_create_topics:
+            return None
+        self.topics.check_create(topic, self.settings.num_partitions, self.settings.default_replication_factor, {})
+        return self.topics.create(topic, self.settings.num_partitions, self.settings.default_replication_factor, {})

@@ -1,0 +1,35 @@
+"""DeleteRecords (21): move a partition's log start offset forward (-1: to the high watermark)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.errors import KafkaError, OffsetOutOfRangeError
+from tidelog.broker.protocol.frames import RequestHeader
+
+
+def _delete(ctx: BrokerContext, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    try:
+        plog = ctx.partition_log(topic, partition)
+        hw = plog.log_end_offset
+        target = hw if offset == -1 else offset
+        if target < 0 or target > hw:
+            raise OffsetOutOfRangeError(f"offset {offset} is beyond the high watermark {hw}")
+        low = plog.advance_log_start_offset(target)
+        return dict(partition_index=partition, low_watermark=low, error_code=0)
+    except KafkaError as exc:
+        return dict(partition_index=partition, low_watermark=-1, error_code=exc.error_code)
+
+
+def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    request = messages.decode_request(21, header.api_version, body)
+    topics = [
+        dict(
+            name=t.name, partitions=[_delete(ctx, t.name, int(p.partition_index), int(p.offset)) for p in t.partitions]
+        )
+        for t in request.topics
+    ]
+    response = messages.build(messages.response_type(21, header.api_version), throttle_time=0, topics=topics)
+    return Reply.of(messages.encode_response(response))

@@ -1,0 +1,28 @@
+"""DescribeCluster (60): cluster id, controller and brokers (a lone broker is its own controller)."""
+
+from __future__ import annotations
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.frames import RequestHeader
+
+BROKERS_ENDPOINT = 1
+
+
+def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    request = messages.decode_request(60, header.api_version, body)
+    endpoint_type = int(messages.field_or(request, "endpoint_type", BROKERS_ENDPOINT))
+    s = ctx.settings
+    error = (0, None) if endpoint_type == BROKERS_ENDPOINT else (114, "only broker endpoints are served")
+    response = messages.build(
+        messages.response_type(60, header.api_version),
+        throttle_time=0,
+        error_code=error[0],
+        error_message=error[1],
+        endpoint_type=endpoint_type,
+        cluster_id=ctx.topics.cluster_id,
+        controller_id=s.node_id,
+        brokers=[dict(broker_id=s.node_id, host=s.host, port=s.port, rack=s.rack)],
+        cluster_authorized_operations=-(2**31),
+    )
+    return Reply.of(messages.encode_response(response))

@@ -1,0 +1,98 @@
+"""Fetch (1): whole batches from each requested partition, as file regions.
+
+Long polling: if fewer than ``min_bytes`` are ready, wait up to ``max_wait_ms`` for an append to
+any requested partition. The first partition with data may exceed the byte limits by one batch
+(KIP-74); the rest stay within ``max_bytes`` and ``partition_max_bytes``. Incremental fetch
+sessions are answered with session id 0 ("no session"): clients then send full requests. With no
+transactions, the last stable offset is the high watermark for both isolation levels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.log.files import FileRegion
+from tidelog.broker.protocol import fetch, messages
+from tidelog.broker.protocol.errors import KafkaError
+from tidelog.broker.protocol.frames import RequestHeader
+
+API_KEY = 1
+Results = list[tuple[str, list[fetch.PartitionResult]]]
+
+
+def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
+    budget = min(int(messages.field_or(request, "max_bytes", 2**31 - 1)), ctx.settings.fetch_max_bytes)
+    results: Results = []
+    total = 0
+    for topic in request.topics:  # type: ignore[attr-defined]
+        name = topic.topic
+        answers: list[fetch.PartitionResult] = []
+        for p in topic.partitions:
+            index = int(p.partition)
+            try:
+                plog = ctx.partition_log(name, index)
+                hw = plog.log_end_offset  # a lone broker: the high watermark is the log end
+                info = plog.read(
+                    int(p.fetch_offset),
+                    min(int(p.partition_max_bytes), max(budget - total, 0)),
+                    max_offset=hw,
+                    min_one=total == 0,
+                )
+            except KafkaError as exc:
+                lso = hw = start = -1
+                plog_known = ctx.logs.get(name, index)
+                if plog_known is not None:
+                    hw = lso = plog_known.log_end_offset
+                    start = plog_known.log_start_offset
+                answers.append(fetch.PartitionResult(index, exc.error_code, hw, lso, start, None))
+                continue
+            region = info.region
+            if region is not None:
+                total += region.length
+            answers.append(fetch.PartitionResult(index, 0, hw, hw, info.log_start_offset, region))
+        results.append((name, answers))
+    return results, total
+
+
+def _release(results: Results) -> None:
+    for _name, partitions in results:
+        for p in partitions:
+            if isinstance(p.records, FileRegion):
+                p.records.release()
+
+
+def _reply(results: Results, header: RequestHeader) -> Reply:
+    parts, length = fetch.encode_response(results, header.api_version, header.flexible)
+    return Reply(parts, length)
+
+
+async def _wait_and_collect(ctx: BrokerContext, request: object, header: RequestHeader, deadline: float) -> Outcome:
+    """Register for appends first, then look: an append between the two cannot be missed."""
+    min_bytes = int(request.min_bytes)  # type: ignore[attr-defined]
+    wanted = [(t.topic, int(p.partition)) for t in request.topics for p in t.partitions]  # type: ignore[attr-defined]
+    while True:
+        events = [ctx.waiters.event(topic, partition) for topic, partition in wanted]
+        results, total = _collect(ctx, request)
+        remaining = deadline - time.monotonic()
+        if total >= min_bytes or remaining <= 0 or not events:
+            return _reply(results, header)
+        _release(results)
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+
+def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome | asyncio.Future[Outcome]:
+    request = messages.decode_request(API_KEY, header.api_version, body)
+    results, total = _collect(ctx, request)
+    max_wait = messages.as_int(request.max_wait)
+    if total >= int(request.min_bytes) or max_wait <= 0:
+        return _reply(results, header)
+    _release(results)
+    deadline = time.monotonic() + max_wait / 1000
+    return asyncio.ensure_future(_wait_and_collect(ctx, request, header, deadline))

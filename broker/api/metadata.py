@@ -1,0 +1,85 @@
+"""Metadata (3): brokers, cluster id, controller, and topics with their partitions (topic ids from
+v10). Unknown topics are created when the client allows it and auto creation is on."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.cluster.topics import TopicInfo
+from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError
+from tidelog.broker.protocol.frames import RequestHeader
+
+API_KEY = 3
+AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+
+
+def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
+    node = ctx.settings.node_id
+    return dict(
+        error_code=0,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.name.startswith("__"),
+        partitions=[
+            dict(
+                error_code=0,
+                partition_index=p,
+                leader_id=node,
+                leader_epoch=0,
+                replica_nodes=[node],
+                isr_nodes=[node],
+                offline_replicas=[],
+            )
+            for p in range(info.partitions)
+        ],
+        topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+    )
+
+
+def _missing(name: str, error: KafkaError) -> dict[str, Any]:
+    return dict(
+        error_code=error.error_code,
+        name=name,
+        topic_id=uuid.UUID(int=0),
+        is_internal=False,
+        partitions=[],
+        topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+    )
+
+
+def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    request = messages.decode_request(API_KEY, version, body)
+    requested = request.topics
+    allow_create = bool(messages.field_or(request, "allow_auto_topic_creation", True))
+    topics: list[dict[str, Any]] = []
+    if requested is None or (version == 0 and not requested):  # v0: an empty list meant "all"
+        topics = [_topic(ctx, info) for info in ctx.topics.topics.values()]
+    else:
+        for wanted in requested:
+            name = wanted.name
+            info = ctx.topics.topics.get(name) if name is not None else None
+            if info is None and name is not None and allow_create:
+                try:
+                    info = ctx.auto_create(name)
+                except KafkaError as exc:
+                    topics.append(_missing(name, exc))
+                    continue
+            if info is None:
+                topics.append(_missing(name or "", UnknownTopicOrPartitionError()))
+            else:
+                topics.append(_topic(ctx, info))
+    s = ctx.settings
+    response = messages.build(
+        messages.response_type(API_KEY, version),
+        throttle_time=0,
+        brokers=[dict(node_id=s.node_id, host=s.host, port=s.port, rack=s.rack)],
+        cluster_id=ctx.topics.cluster_id,
+        controller_id=s.node_id,
+        topics=topics,
+        cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+    )
+    return Reply.of(messages.encode_response(response))

@@ -1,0 +1,61 @@
+"""The one table of supported APIs: it drives dispatch and the ApiVersions answer alike.
+
+Ranges follow ../shared/notes/kafka-protocol.md's recommended first advertisement (Produce from v0,
+as Kafka 4.0.1+ advertises it, with v0-2 answered UNSUPPORTED_VERSION). Consumer groups, the
+idempotent producer and transactions are not advertised until they are implemented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tidelog.broker.api import (
+    admin_configs,
+    admin_topics,
+    api_versions,
+    delete_records,
+    describe_cluster,
+    fetch,
+    list_offsets,
+    metadata,
+    produce,
+)
+from tidelog.broker.api.context import Handler
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSpec:
+    key: int
+    name: str
+    min_version: int
+    max_version: int
+    handler: Handler
+
+
+APIS: dict[int, ApiSpec] = {
+    spec.key: spec
+    for spec in (
+        ApiSpec(0, "Produce", 0, 11, produce.handle),
+        ApiSpec(1, "Fetch", 4, 12, fetch.handle),
+        ApiSpec(2, "ListOffsets", 1, 7, list_offsets.handle),
+        ApiSpec(3, "Metadata", 0, 12, metadata.handle),
+        ApiSpec(18, "ApiVersions", 0, 4, api_versions.handle),
+        ApiSpec(19, "CreateTopics", 2, 7, admin_topics.create_topics),
+        ApiSpec(20, "DeleteTopics", 1, 6, admin_topics.delete_topics),
+        ApiSpec(21, "DeleteRecords", 0, 2, delete_records.handle),
+        ApiSpec(32, "DescribeConfigs", 1, 4, admin_configs.describe_configs),
+        ApiSpec(33, "AlterConfigs", 0, 2, admin_configs.alter_configs),
+        ApiSpec(37, "CreatePartitions", 0, 3, admin_topics.create_partitions),
+        ApiSpec(44, "IncrementalAlterConfigs", 0, 1, admin_configs.incremental_alter_configs),
+        ApiSpec(60, "DescribeCluster", 0, 1, describe_cluster.handle),
+    )
+}
+
+
+def supported(api_key: int, version: int) -> bool:
+    spec = APIS.get(api_key)
+    return spec is not None and spec.min_version <= version <= spec.max_version
+
+
+def version_ranges() -> list[tuple[int, int, int]]:
+    return [(s.key, s.min_version, s.max_version) for s in sorted(APIS.values(), key=lambda s: s.key)]

@@ -1,0 +1,116 @@
+"""The broker's Prometheus metrics, in a registry of their own, served on a separate port.
+
+Requests and latency per API and version, errors per code, connections, bytes and records in per
+topic, and (collected at scrape time) log size and end offset per partition. Topic labels are capped
+(``max_topic_labels``): topics beyond the cap are counted under ``__other__``, so a client creating
+many topics cannot blow up the series count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tidelog.broker.log.manager import LogManager
+
+API_NAMES = {
+    0: "Produce",
+    1: "Fetch",
+    2: "ListOffsets",
+    3: "Metadata",
+    18: "ApiVersions",
+    19: "CreateTopics",
+    20: "DeleteTopics",
+    21: "DeleteRecords",
+    32: "DescribeConfigs",
+    33: "AlterConfigs",
+    37: "CreatePartitions",
+    44: "IncrementalAlterConfigs",
+    60: "DescribeCluster",
+}
+
+
+class _LogCollector(Collector):
+    def __init__(self, logs: Callable[[], LogManager | None], topic_label: Callable[[str], str]) -> None:
+        self._logs = logs
+        self._topic_label = topic_label
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size = GaugeMetricFamily("tidelog_log_size_bytes", "Bytes in a partition's log", labels=["topic", "partition"])
+        end = GaugeMetricFamily("tidelog_log_end_offset", "A partition's log end offset", labels=["topic", "partition"])
+        start = GaugeMetricFamily(
+            "tidelog_log_start_offset", "A partition's log start offset", labels=["topic", "partition"]
+        )
+        manager = self._logs()
+        if manager is not None:
+            for (topic, partition), plog in manager:
+                labels = [self._topic_label(topic), str(partition)]
+                size.add_metric(labels, plog.size_bytes)
+                end.add_metric(labels, plog.log_end_offset)
+                start.add_metric(labels, plog.log_start_offset)
+        yield from (size, end, start)
+
+
+class BrokerMetrics:
+    def __init__(self, max_topic_labels: int = 1000) -> None:
+        self.registry = CollectorRegistry()
+        self.max_topic_labels = max_topic_labels
+        self._topics: set[str] = set()
+        r = self.registry
+        self.requests = Counter("tidelog_requests", "Requests handled", ["api", "version"], registry=r)
+        self.latency = Histogram(
+            "tidelog_request_latency_seconds",
+            "Time from a request's arrival to its response",
+            ["api", "version"],
+            registry=r,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self.errors = Counter(
+            "tidelog_errors", "Kafka error codes returned or causing a close", ["api", "code"], registry=r
+        )
+        self.unsupported = Counter(
+            "tidelog_unsupported_requests", "Requests for unknown APIs or versions", ["api_key", "version"], registry=r
+        )
+        self.connections = Gauge("tidelog_connections", "Open client connections", registry=r)
+        self.bytes_in = Counter("tidelog_bytes_in", "Record bytes appended", ["topic"], registry=r)
+        self.records_in = Counter("tidelog_records_in", "Records appended", ["topic"], registry=r)
+        self.manager: LogManager | None = None
+        r.register(_LogCollector(lambda: self.manager, self.topic_label))
+
+    def topic_label(self, topic: str) -> str:
+        if topic in self._topics:
+            return topic
+        if len(self._topics) < self.max_topic_labels:
+            self._topics.add(topic)
+            return topic
+        return "__other__"
+
+    def observe(self, name: str, value: Any) -> None:
+        """The single hook the server and handlers report through."""
+        if name == "latency":
+            (key, version), seconds = value
+            api = API_NAMES.get(key, str(key))
+            self.requests.labels(api, str(version)).inc()
+            self.latency.labels(api, str(version)).observe(seconds)
+        elif name == "produced":
+            topic, records, nbytes = value
+            label = self.topic_label(topic)
+            self.records_in.labels(label).inc(records)
+            self.bytes_in.labels(label).inc(nbytes)
+        elif name == "error":
+            key, code = value
+            self.errors.labels(API_NAMES.get(key, str(key)), str(code)).inc()
+        elif name == "unsupported":
+            key, version = value
+            self.unsupported.labels(
+                str(key) if key in API_NAMES else "other", str(version) if 0 <= version <= 20 else "other"
+            ).inc()
+        elif name == "connections":
+            self.connections.set(value)
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

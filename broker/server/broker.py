@@ -1,0 +1,136 @@
+"""The broker's life cycle: the one place that starts and stops everything.
+
+Start: open the data directory (topics, then logs, recovering as needed), drop logs of topics that
+no longer exist (an interrupted delete), start the metrics endpoint, the log manager's background
+work and the listeners (IPv4, and the IPv6 loopback too when listening on 127.0.0.1: librdkafka may
+resolve ``localhost`` to ::1). Stop: stop accepting, let in-flight requests finish up to
+``shutdown.timeout.ms``, close connections, flush and checkpoint every log, release the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+
+from tidelog.broker.api.context import BrokerContext, Settings
+from tidelog.broker.cluster.topics import TopicStore
+from tidelog.broker.log.manager import LogManager, ManagerSettings
+from tidelog.broker.metrics.broker_metrics import BrokerMetrics
+from tidelog.broker.server.config import BrokerConfig
+from tidelog.broker.server.connection import KafkaConnection
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.metrics = BrokerMetrics()
+        self.connections: set[KafkaConnection] = set()
+        self.servers: list[asyncio.Server] = []
+        self.logs: LogManager | None = None
+        self.ctx: BrokerContext | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        c = self.config
+        c.data_dir.mkdir(parents=True, exist_ok=True)
+        topics = TopicStore(c.data_dir, c.log_defaults)
+        settings = ManagerSettings(
+            max_open_files=c.max_open_files,
+            retention_check_interval_ms=c.retention_check_interval_ms,
+            checkpoint_interval_ms=c.checkpoint_interval_ms,
+            cleaner_backoff_ms=c.cleaner_backoff_ms,
+            cleaner_enable=c.cleaner_enable,
+        )
+        started = time.monotonic()
+        self.logs = LogManager.open(c.data_dir, c.log_defaults, settings=settings, topic_config=topics.log_config)
+        for topic, partition in list(self.logs.logs):
+            info = topics.topics.get(topic)
+            if info is None or partition >= info.partitions:
+                log.warning("removing the log of %s-%d: the topic no longer has that partition", topic, partition)
+                self.logs.delete(topic, partition)
+        log.info("opened %d partition logs in %.2fs", len(self.logs.logs), time.monotonic() - started)
+        self.metrics.manager = self.logs
+        self.ctx = BrokerContext(
+            Settings(
+                node_id=c.node_id,
+                host=c.advertised_host,
+                port=c.advertised_port,
+                rack=c.rack,
+                auto_create_topics=c.auto_create_topics,
+                num_partitions=c.num_partitions,
+                default_replication_factor=c.default_replication_factor,
+                fetch_max_bytes=c.fetch_max_bytes,
+            ),
+            topics,
+            self.logs,
+            observe=self.metrics.observe,
+        )
+        if c.metrics_port:
+            self.metrics.serve(c.metrics_host, c.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", c.metrics_host, c.metrics_port)
+        self.logs.start()
+        loop = asyncio.get_running_loop()
+        hosts = [c.listen_host]
+        if c.listen_host == "127.0.0.1" and socket.has_ipv6:
+            hosts.append("::1")
+        for host in hosts:
+            try:
+                server = await loop.create_server(self._new_connection, host, c.listen_port, reuse_address=True)
+            except OSError as exc:
+                if host == "::1":
+                    log.info("not listening on [::1]:%d: %s", c.listen_port, exc)
+                    continue
+                raise
+            self.servers.append(server)
+        self._reaper = loop.create_task(self._reap_idle(), name="idle-connections")
+        log.info(
+            "Tidelog broker %d listening on %s:%d (advertised %s:%d), data in %s",
+            c.node_id,
+            c.listen_host,
+            c.listen_port,
+            c.advertised_host,
+            c.advertised_port,
+            c.data_dir,
+        )
+
+    def _new_connection(self) -> KafkaConnection:
+        assert self.ctx is not None
+        conn = KafkaConnection(self.ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe)
+        self.connections.add(conn)
+        self.metrics.observe("connections", len(self.connections))
+        return conn
+
+    def _closed(self, conn: KafkaConnection) -> None:
+        self.connections.discard(conn)
+        self.metrics.observe("connections", len(self.connections))
+
+    async def _reap_idle(self) -> None:
+        idle = self.config.connections_max_idle_ms / 1000
+        while True:
+            await asyncio.sleep(min(idle / 4, 30))
+            for conn in list(self.connections):
+                conn.close_if_idle(idle)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain in-flight requests (bounded), close, flush and checkpoint."""
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + self.config.shutdown_timeout_ms / 1000
+        # Bounded polling of every connection's queue: simpler than an event per connection, and brief.
+        while any(c.busy for c in self.connections) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.shutdown()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        if self._reaper is not None:
+            self._reaper.cancel()
+        if self.logs is not None:
+            await self.logs.close()
+        log.info("broker stopped: logs flushed and checkpointed")

@@ -1,0 +1,182 @@
+"""Broker configuration from a Kafka-style properties file, then ``TIDELOG_*`` environment
+variables, then command-line overrides (later wins). Names are Kafka's where Kafka has one.
+
+Environment: ``TIDELOG_LOG_RETENTION_MS=1000`` sets ``log.retention.ms`` (upper case, dots as
+underscores). Unknown names are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tidelog.broker.log.config import InvalidConfigError, LogConfig
+
+# broker property -> topic config it sets the default of
+LOG_DEFAULTS = {
+    "log.segment.bytes": "segment.bytes",
+    "log.roll.ms": "segment.ms",
+    "log.roll.jitter.ms": "segment.jitter.ms",
+    "log.index.size.max.bytes": "segment.index.bytes",
+    "log.index.interval.bytes": "index.interval.bytes",
+    "log.retention.ms": "retention.ms",
+    "log.retention.bytes": "retention.bytes",
+    "log.cleanup.policy": "cleanup.policy",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.flush.interval.messages": "flush.messages",
+    "log.flush.interval.ms": "flush.ms",
+    "message.max.bytes": "max.message.bytes",
+    "log.message.timestamp.type": "message.timestamp.type",
+    "log.message.timestamp.before.max.ms": "message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms": "message.timestamp.after.max.ms",
+    "log.segment.delete.delay.ms": "file.delete.delay.ms",
+}
+HOURS = {"log.retention.hours": "log.retention.ms", "log.roll.hours": "log.roll.ms"}
+MINUTES = {"log.retention.minutes": "log.retention.ms"}
+
+BROKER_KEYS = {
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "metrics.port",
+    "metrics.host",
+    "broker.rack",
+    "fetch.max.bytes",
+    "log.retention.check.interval.ms",
+    "log.flush.offset.checkpoint.interval.ms",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
+    "log.max.open.files",
+    "shutdown.timeout.ms",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    node_id: int = 0
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9092
+    advertised_host: str = "127.0.0.1"
+    advertised_port: int = 9092
+    data_dir: Path = Path("data")
+    num_partitions: int = 1
+    default_replication_factor: int = 1
+    auto_create_topics: bool = True
+    socket_request_max_bytes: int = 104_857_600
+    connections_max_idle_ms: int = 600_000
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9404  # 0 disables the endpoint
+    rack: str | None = None
+    fetch_max_bytes: int = 57_671_680
+    retention_check_interval_ms: int = 300_000
+    checkpoint_interval_ms: int = 60_000
+    cleaner_enable: bool = True
+    cleaner_backoff_ms: int = 15_000
+    max_open_files: int = 1024
+    shutdown_timeout_ms: int = 10_000
+    log_defaults: LogConfig = field(default_factory=LogConfig)
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Java properties, the subset Kafka's files use: ``key=value`` or ``key: value``, # and ! comments."""
+    out: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if sep < 0:
+            raise InvalidConfigError(f"{path}:{number}: expected key=value, got {raw!r}")
+        out[line[:sep].strip()] = line[sep + 1 :].strip()
+    return out
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k[len("TIDELOG_") :].lower().replace("_", "."): v for k, v in environ.items() if k.startswith("TIDELOG_")}
+
+
+def _host_port(value: str, name: str) -> tuple[str, int]:
+    value = value.split("://", 1)[-1].split(",", maxsplit=1)[0]
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidConfigError(f"{name}={value!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all interfaces, as Kafka
+
+
+def build(props: Mapping[str, str]) -> BrokerConfig:
+    """Validate ``props`` (Kafka names) into a BrokerConfig; unknown names are INVALID_CONFIG."""
+    props = dict(props)
+    for name, target in HOURS.items():
+        if name in props:
+            props.setdefault(target, str(int(props.pop(name)) * 3_600_000))
+    for name, target in MINUTES.items():
+        if name in props:
+            props.setdefault(target, str(int(props.pop(name)) * 60_000))
+    unknown = sorted(k for k in props if k not in BROKER_KEYS and k not in LOG_DEFAULTS)
+    if unknown:
+        raise InvalidConfigError(f"unknown broker config: {', '.join(unknown)}")
+    log_defaults = LogConfig.from_properties({LOG_DEFAULTS[k]: v for k, v in props.items() if k in LOG_DEFAULTS})
+    listen_host, listen_port = _host_port(props.get("listeners", "127.0.0.1:9092"), "listeners")
+    adv = props.get("advertised.listeners")
+    adv_host, adv_port = _host_port(adv, "advertised.listeners") if adv else (listen_host, listen_port)
+    if adv_host in ("0.0.0.0", "::"):  # noqa: S104
+        adv_host = "127.0.0.1"
+
+    def integer(name: str, default: int) -> int:
+        try:
+            return int(props.get(name, default))
+        except ValueError:
+            raise InvalidConfigError(f"{name}={props[name]!r}: not an integer") from None
+
+    def boolean(name: str, default: bool) -> bool:
+        value = props.get(name, str(default).lower()).lower()
+        if value not in ("true", "false"):
+            raise InvalidConfigError(f"{name}={value!r}: expected true or false")
+        return value == "true"
+
+    return BrokerConfig(
+        node_id=integer("node.id", integer("broker.id", 0)),
+        listen_host=listen_host,
+        listen_port=listen_port,
+        advertised_host=adv_host,
+        advertised_port=adv_port,
+        data_dir=Path(props.get("log.dirs", props.get("log.dir", "data")).split(",")[0]),
+        num_partitions=integer("num.partitions", 1),
+        default_replication_factor=integer("default.replication.factor", 1),
+        auto_create_topics=boolean("auto.create.topics.enable", True),
+        socket_request_max_bytes=integer("socket.request.max.bytes", 104_857_600),
+        connections_max_idle_ms=integer("connections.max.idle.ms", 600_000),
+        metrics_host=props.get("metrics.host", "127.0.0.1"),
+        metrics_port=integer("metrics.port", 9404),
+        rack=props.get("broker.rack"),
+        fetch_max_bytes=integer("fetch.max.bytes", 57_671_680),
+        retention_check_interval_ms=integer("log.retention.check.interval.ms", 300_000),
+        checkpoint_interval_ms=integer("log.flush.offset.checkpoint.interval.ms", 60_000),
+        cleaner_enable=boolean("log.cleaner.enable", True),
+        cleaner_backoff_ms=integer("log.cleaner.backoff.ms", 15_000),
+        max_open_files=integer("log.max.open.files", 1024),
+        shutdown_timeout_ms=integer("shutdown.timeout.ms", 10_000),
+        log_defaults=log_defaults,
+    )
+
+
+def load(
+    properties_file: Path | None, overrides: Mapping[str, str], environ: Mapping[str, str] = os.environ
+) -> BrokerConfig:
+    props: dict[str, str] = read_properties(properties_file) if properties_file else {}
+    props.update(from_environment(environ))
+    props.update(overrides)
+    return build(props)

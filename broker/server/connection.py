@@ -1,0 +1,282 @@
+"""One client connection: framing (int32 size prefix), dispatch, responses in request order.
+
+A ``BufferedProtocol``: small frames are parsed out of a reused 64 KiB buffer; a large frame is
+received straight into a buffer of its exact size, so record data is never copied before the log
+patches its offsets in place. Every complete frame of a wake-up is dispatched, then all finished
+responses are written together. Slow handlers (long-polling fetches) finish later; responses still
+leave in request order. Backpressure: reading pauses while the transport's write buffer is above its
+high-water mark or too many requests are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+import typing
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tidelog.broker.api import api_versions, registry
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.log.files import FileRegion
+from tidelog.broker.protocol import frames
+from tidelog.broker.protocol.errors import KafkaError
+from tidelog.broker.protocol.wire import I32
+
+log = logging.getLogger(__name__)
+
+SMALL = 64 * 1024
+MAX_IN_FLIGHT = 64
+
+
+class _Slot:
+    """A request awaiting its response; ``done`` once ``reply`` is set (None: send nothing)."""
+
+    __slots__ = ("api", "correlation_id", "done", "flexible_header", "reply", "started")
+
+    def __init__(self, correlation_id: int, flexible_header: bool, api: tuple[int, int]) -> None:
+        self.correlation_id = correlation_id
+        self.flexible_header = flexible_header
+        self.api = api
+        self.reply: Reply | None = None
+        self.done = False
+        self.started = time.perf_counter()
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
+    def __init__(
+        self,
+        ctx: BrokerContext,
+        max_request_bytes: int,
+        on_close: Callable[[KafkaConnection], None],
+        observe: Callable[[str, Any], None],
+    ) -> None:
+        self.ctx = ctx
+        self.max_request_bytes = max_request_bytes
+        self.on_close = on_close
+        self.observe = observe
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._buf = bytearray(SMALL)
+        self._len = 0
+        self._big: bytearray | None = None  # a large frame being received in place
+        self._big_len = 0
+        self._pending: deque[_Slot] = deque()
+        self._paused_writing = False
+        self._paused_reading = False
+        self._closing = False
+        self.last_active = time.monotonic()
+
+    # -- transport callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport = self.transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        transport.set_write_buffer_limits(high=8 * 1024 * 1024)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        for slot in self._pending:
+            if slot.reply is not None:
+                _release(slot.reply)
+        self._pending.clear()
+        self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        self._update_reading()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:
+            return memoryview(self._big)[self._big_len :]
+        if self._len == len(self._buf):
+            self._buf.extend(bytes(len(self._buf)))
+        return memoryview(self._buf)[self._len :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_active = time.monotonic()
+        if self._big is not None:
+            self._big_len += nbytes
+            if self._big_len == len(self._big):
+                frame, self._big = self._big, None
+                self._dispatch(memoryview(frame))
+            self._flush()
+            return
+        self._len += nbytes
+        self._parse()
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    # -- framing ---------------------------------------------------------------------------------
+
+    def _parse(self) -> None:
+        buf, pos, end = self._buf, 0, self._len
+        while end - pos >= 4 and not self._closing:
+            size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+            if size < 8 or size > self.max_request_bytes:
+                log.warning(
+                    "closing %s: request size %d outside [8, socket.request.max.bytes=%d]",
+                    self.peer,
+                    size,
+                    self.max_request_bytes,
+                )
+                self._abort()
+                return
+            if end - pos - 4 >= size:
+                self._dispatch(memoryview(bytearray(buf[pos + 4 : pos + 4 + size])))
+                pos += 4 + size
+                continue
+            if size > SMALL:  # receive the rest of this frame in place, in a buffer of its own
+                self._big = bytearray(size)
+                have = end - pos - 4
+                self._big[:have] = buf[pos + 4 : end]
+                self._big_len = have
+                pos = end
+            break
+        if pos:
+            remaining = end - pos
+            buf[:remaining] = buf[pos:end]
+            self._len = remaining
+            if len(buf) > SMALL and remaining <= SMALL:
+                del buf[SMALL:]
+
+    def _abort(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _dispatch(self, frame: memoryview) -> None:
+        try:
+            api_key, version, correlation_id = frames.peek_api(frame)
+        except KafkaError as exc:
+            log.warning("closing %s: %s", self.peer, exc)
+            self._abort()
+            return
+        if api_key == frames.API_VERSIONS_KEY and not registry.supported(api_key, version):
+            slot = _Slot(correlation_id, False, (api_key, version))
+            slot.reply, slot.done = Reply.of(api_versions.unsupported_version_body()), True
+            self._pending.append(slot)
+            return
+        spec = registry.APIS.get(api_key)
+        if spec is None or not registry.supported(api_key, version):
+            what = f"API key {api_key}" if spec is None else f"{spec.name} v{version}"
+            log.warning("closing %s: unsupported %s (correlation id %d)", self.peer, what, correlation_id)
+            self.observe("unsupported", (api_key, version))
+            self._abort()
+            return
+        flexible = frames.is_flexible(api_key, version)
+        try:
+            header, body_start = frames.read_request_header(frame, flexible)
+            outcome = spec.handler(self.ctx, header, frame[body_start:])
+        except KafkaError as exc:
+            log.warning("closing %s: bad %s v%d request: %s", self.peer, spec.name, version, exc)
+            self.observe("error", (api_key, exc.error_code))
+            self._abort()
+            return
+        except Exception:
+            log.exception("closing %s: %s v%d handler failed", self.peer, spec.name, version)
+            self._abort()
+            return
+        slot = _Slot(correlation_id, flexible and api_key != frames.API_VERSIONS_KEY, (api_key, version))
+        self._pending.append(slot)
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(functools.partial(self._finished, slot))
+            self._update_reading()
+        else:
+            slot.reply, slot.done = typing.cast(Outcome, outcome), True
+
+    def _finished(self, slot: _Slot, fut: asyncio.Future[Outcome]) -> None:
+        if fut.cancelled():
+            slot.reply = None
+        elif fut.exception() is not None:
+            log.error("closing %s: request failed: %s", self.peer, fut.exception())
+            self._abort()
+            return
+        else:
+            slot.reply = fut.result()
+        slot.done = True
+        if self._closing:
+            if slot.reply is not None:
+                _release(slot.reply)
+            return
+        self._flush()
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        out: list[bytes | memoryview] = []
+        while self._pending and self._pending[0].done:
+            slot = self._pending.popleft()
+            reply = slot.reply
+            self.observe("latency", (slot.api, time.perf_counter() - slot.started))
+            if reply is None:
+                continue  # acks=0
+            header = frames.response_header(slot.correlation_id, slot.flexible_header)
+            out.append(I32.pack(len(header) + reply.length) + header)
+            for part in reply.parts:
+                if isinstance(part, FileRegion):
+                    out.append(_read_region(part))
+                    part.release()
+                else:
+                    out.append(part)  # type: ignore[arg-type]
+        if out:
+            transport.writelines(out)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        want_pause = self._paused_writing or len(self._pending) >= MAX_IN_FLIGHT
+        if want_pause and not self._paused_reading:
+            transport.pause_reading()
+            self._paused_reading = True
+        elif not want_pause and self._paused_reading:
+            transport.resume_reading()
+            self._paused_reading = False
+
+    @property
+    def busy(self) -> bool:
+        """Requests received and not yet answered."""
+        return bool(self._pending)
+
+    def close_if_idle(self, idle_seconds: float) -> None:
+        if not self._pending and time.monotonic() - self.last_active > idle_seconds and self.transport:
+            log.info("closing idle connection %s", self.peer)
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _read_region(region: FileRegion) -> bytes:
+    """Copy a region out of the page cache (uvloop has no sendfile; on loopback a copy measures the
+    same; see README). A short read means the file shrank under us: fail loudly."""
+    data = os.pread(region.fd, region.length, region.position)
+    if len(data) != region.length:
+        raise OSError(f"short read from {region.handle.path}")
+    return data
+
+
+def _release(reply: Reply) -> None:
+    for part in reply.parts:
+        if isinstance(part, FileRegion):
+            part.release()
