@@ -10,6 +10,7 @@ transactions, the last stable offset is the high watermark for both isolation le
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
@@ -19,6 +20,7 @@ from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
 
 API_KEY = 1
+log = logging.getLogger(__name__)
 Results = list[tuple[str, list[fetch.PartitionResult]]]
 
 
@@ -41,6 +43,7 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
                     min_one=total == 0,
                 )
             except KafkaError as exc:
+                log.info("fetch %s-%d at %d: %s", name, index, int(p.fetch_offset), exc)
                 lso = hw = start = -1
                 plog_known = ctx.logs.get(name, index)
                 if plog_known is not None:

@@ -183,7 +183,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
             header, body_start = frames.read_request_header(frame, flexible)
             outcome = spec.handler(self.ctx, header, frame[body_start:])
         except KafkaError as exc:
-            log.warning("closing %s: bad %s v%d request: %s", self.peer, spec.name, version, exc)
+            log.warning(
+                "closing %s: bad %s v%d request: %s (first bytes %s)",
+                self.peer,
+                spec.name,
+                version,
+                exc,
+                bytes(frame[:64]).hex(),
+            )
             self.observe("error", (api_key, exc.error_code))
             self._abort()
             return
