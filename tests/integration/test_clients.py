@@ -121,12 +121,12 @@ def test_librdkafka_admin_partitions_and_errors(broker: RunningBroker) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_partitions([NewPartitions(topic, 5)])[topic].result(15)
     assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 5
-    with pytest.raises(KafkaException, match="TOPIC_ALREADY_EXISTS|already exists"):
+    with pytest.raises(KafkaException, match=r"TOPIC_ALREADY_EXISTS|already exists"):
         admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(15)
-    with pytest.raises(KafkaException, match="INVALID_TOPIC|topic name"):
+    with pytest.raises(KafkaException, match=r"INVALID_TOPIC|topic name"):
         admin.create_topics([NewTopic("bad/name", 1, 1)])["bad/name"].result(15)
-    with pytest.raises(KafkaException, match="REPLICATION_FACTOR|replication factor"):
-        rf_topic = topic_name("rf")
+    rf_topic = topic_name("rf")
+    with pytest.raises(KafkaException, match=r"REPLICATION_FACTOR|replication factor"):
         admin.create_topics([NewTopic(rf_topic, 1, 3)])[rf_topic].result(15)
     admin.delete_topics([topic])[topic].result(15)
     assert topic not in admin.list_topics(timeout=10).topics
