@@ -54,6 +54,7 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
             region = info.region
             if region is not None:
                 total += region.length
+                ctx.observe("fetched", (name, region.length))
             answers.append(fetch.PartitionResult(index, 0, hw, hw, info.log_start_offset, region))
         results.append((name, answers))
     return results, total

@@ -78,6 +78,10 @@ class BrokerMetrics:
         self.connections = Gauge("tidelog_connections", "Open client connections", registry=r)
         self.bytes_in = Counter("tidelog_bytes_in", "Record bytes appended", ["topic"], registry=r)
         self.records_in = Counter("tidelog_records_in", "Records appended", ["topic"], registry=r)
+        self.bytes_out = Counter("tidelog_bytes_out", "Record bytes served to fetches", ["topic"], registry=r)
+        self.send_path = Counter(
+            "tidelog_fetch_send_bytes", "Record bytes sent, by path (sendfile or copy)", ["path"], registry=r
+        )
         self.manager: LogManager | None = None
         r.register(_LogCollector(lambda: self.manager, self.topic_label))
 
@@ -101,6 +105,13 @@ class BrokerMetrics:
             label = self.topic_label(topic)
             self.records_in.labels(label).inc(records)
             self.bytes_in.labels(label).inc(nbytes)
+        elif name == "fetched":
+            topic, nbytes = value
+            self.bytes_out.labels(self.topic_label(topic)).inc(nbytes)
+        elif name == "sent":
+            sendfile, copied = value
+            self.send_path.labels("sendfile").inc(sendfile)
+            self.send_path.labels("copy").inc(copied)
         elif name == "error":
             key, code = value
             self.errors.labels(API_NAMES.get(key, str(key)), str(code)).inc()

@@ -100,7 +100,9 @@ class Broker:
 
     def _new_connection(self) -> KafkaConnection:
         assert self.ctx is not None
-        conn = KafkaConnection(self.ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe)
+        conn = KafkaConnection(
+            self.ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, self.config.sendfile
+        )
         self.connections.add(conn)
         self.metrics.observe("connections", len(self.connections))
         return conn

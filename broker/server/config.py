@@ -61,6 +61,7 @@ BROKER_KEYS = {
     "log.cleaner.backoff.ms",
     "log.max.open.files",
     "shutdown.timeout.ms",
+    "fetch.sendfile.enable",
 }
 
 
@@ -87,6 +88,7 @@ class BrokerConfig:
     cleaner_backoff_ms: int = 15_000
     max_open_files: int = 1024
     shutdown_timeout_ms: int = 10_000
+    sendfile: bool = True  # fetch.sendfile.enable (Tidelog's): zero-copy fetch responses
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
 
@@ -169,6 +171,7 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         cleaner_backoff_ms=integer("log.cleaner.backoff.ms", 15_000),
         max_open_files=integer("log.max.open.files", 1024),
         shutdown_timeout_ms=integer("shutdown.timeout.ms", 10_000),
+        sendfile=boolean("fetch.sendfile.enable", True),
         log_defaults=log_defaults,
     )
 

@@ -4,7 +4,8 @@ A ``BufferedProtocol``: small frames are parsed out of a reused 64 KiB buffer; a
 received straight into a buffer of its exact size, so record data is never copied before the log
 patches its offsets in place. Every complete frame of a wake-up is dispatched, then all finished
 responses are written together. Slow handlers (long-polling fetches) finish later; responses still
-leave in request order. Backpressure: reading pauses while the transport's write buffer is above its
+leave in request order. Record data leaves through ``Sender`` (``os.sendfile`` while the socket has
+room, a copy otherwise). Backpressure: reading pauses while the transport's write buffer is above its
 high-water mark or too many requests are in flight.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 import typing
 from collections import deque
@@ -26,6 +26,7 @@ from tidelog.broker.log.files import FileRegion
 from tidelog.broker.protocol import frames
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.wire import I32
+from tidelog.broker.server.sender import Part, Sender
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
         max_request_bytes: int,
         on_close: Callable[[KafkaConnection], None],
         observe: Callable[[str, Any], None],
+        zero_copy: bool = True,
     ) -> None:
         self.ctx = ctx
         self.max_request_bytes = max_request_bytes
         self.on_close = on_close
         self.observe = observe
         self.transport: asyncio.Transport | None = None
+        self.zero_copy = zero_copy
+        self.sender: Sender | None = None
         self.peer = "?"
         self._buf = bytearray(SMALL)
         self._len = 0
@@ -79,6 +83,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         transport.set_write_buffer_limits(high=8 * 1024 * 1024)
+        self.sender = Sender(self.transport, self.zero_copy)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -225,10 +230,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
     # -- responses -------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        transport = self.transport
-        if transport is None or self._closing:
+        if self.transport is None or self._closing or self.sender is None:
             return
-        out: list[bytes | memoryview] = []
+        out: list[Part] = []
         while self._pending and self._pending[0].done:
             slot = self._pending.popleft()
             reply = slot.reply
@@ -237,14 +241,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 continue  # acks=0
             header = frames.response_header(slot.correlation_id, slot.flexible_header)
             out.append(I32.pack(len(header) + reply.length) + header)
-            for part in reply.parts:
-                if isinstance(part, FileRegion):
-                    out.append(_read_region(part))
-                    part.release()
-                else:
-                    out.append(part)  # type: ignore[arg-type]
+            out.extend(reply.parts)  # type: ignore[arg-type]
         if out:
-            transport.writelines(out)
+            before = (self.sender.bytes_sendfile, self.sender.bytes_copied)
+            self.sender.send(out)
+            sent = (self.sender.bytes_sendfile - before[0], self.sender.bytes_copied - before[1])
+            if sent != (0, 0):
+                self.observe("sent", sent)
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -272,15 +275,6 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def shutdown(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-def _read_region(region: FileRegion) -> bytes:
-    """Copy a region out of the page cache (uvloop has no sendfile; on loopback a copy measures the
-    same; see README). A short read means the file shrank under us: fail loudly."""
-    data = os.pread(region.fd, region.length, region.position)
-    if len(data) != region.length:
-        raise OSError(f"short read from {region.handle.path}")
-    return data
 
 
 def _release(reply: Reply) -> None:

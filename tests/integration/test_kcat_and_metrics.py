@@ -33,11 +33,18 @@ def test_kcat_round_trip(broker: RunningBroker, codec: str) -> None:
 
 def test_metrics_endpoint(broker: RunningBroker) -> None:
     kcat("-b", broker.bootstrap, "-P", "-t", "metered", stdin=b"one\ntwo\n")
+    kcat("-b", broker.bootstrap, "-C", "-t", "metered", "-o", "beginning", "-e")
     url = f"http://127.0.0.1:{broker.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own loopback endpoint
+    with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     assert 'tidelog_requests_total{api="Produce"' in text
     assert 'tidelog_records_in_total{topic="metered"} 2.0' in text
     assert 'tidelog_log_end_offset{partition="0",topic="metered"} 2.0' in text
     assert "tidelog_connections" in text
+    assert 'tidelog_bytes_out_total{topic="metered"}' in text
+    sendfile = [
+        line for line in text.splitlines() if line.startswith('tidelog_fetch_send_bytes_total{path="sendfile"}')
+    ]
+    assert sendfile, "no fetch went out through sendfile"
+    assert float(sendfile[0].split()[-1]) > 0
     assert "tidelog_request_latency_seconds_bucket" in text
