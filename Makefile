@@ -24,9 +24,9 @@ $(LINKS)/broker $(LINKS)/operator:
 
 setup: $(STAMP) $(LINKS)/broker $(LINKS)/operator
 
-## run: open the data directory ./data and run the log manager (the Kafka listener is not built yet)
+## run: a standalone broker on 127.0.0.1:9092, data under ./data, metrics on 127.0.0.1:9404
 run: setup
-	$(BIN)/tidelog log open --data-dir $(DATA)
+	$(BIN)/tidelog broker --data-dir $(DATA) --listen 127.0.0.1:9092
 
 lint: setup
 	$(BIN)/ruff check broker operator tests bench/log_micro.py

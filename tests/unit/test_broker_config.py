@@ -1,0 +1,49 @@
+"""Broker configuration: properties file, then environment, then flags; Kafka's names; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidelog.broker.log.config import InvalidConfigError
+from tidelog.broker.server import config
+
+
+def test_properties_environment_and_overrides_layer(tmp_path: Path) -> None:
+    props = tmp_path / "server.properties"
+    props.write_text(
+        "# a comment\nnode.id=3\nlisteners=PLAINTEXT://127.0.0.1:9500\nlog.dirs=/var/tmp/x\n"
+        "log.retention.hours=2\nlog.segment.bytes=2097152\nnum.partitions: 4\nauto.create.topics.enable=false\n"
+    )
+    cfg = config.load(props, {"num.partitions": "6"}, environ={"TIDELOG_LOG_CLEANUP_POLICY": "compact"})
+    assert (cfg.node_id, cfg.listen_host, cfg.listen_port) == (3, "127.0.0.1", 9500)
+    assert cfg.data_dir == Path("/var/tmp/x")
+    assert cfg.num_partitions == 6  # flag beats file
+    assert cfg.auto_create_topics is False
+    assert cfg.log_defaults.retention_ms == 2 * 3_600_000
+    assert cfg.log_defaults.segment_bytes == 2 * 1024 * 1024
+    assert cfg.log_defaults.cleanup_policy == frozenset({"compact"})
+    assert (cfg.advertised_host, cfg.advertised_port) == ("127.0.0.1", 9500)
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"no.such.setting": "1"}, "unknown broker config: no.such.setting"),
+        ({"num.partitions": "many"}, "not an integer"),
+        ({"auto.create.topics.enable": "yes"}, "expected true or false"),
+        ({"listeners": "nowhere"}, "expected HOST:PORT"),
+        ({"log.segment.bytes": "10"}, "segment.bytes=10"),
+        ({"log.cleanup.policy": "shred"}, "cleanup.policy"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(props: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidConfigError, match=message):
+        config.build(props)
+
+
+def test_all_interfaces_advertise_loopback() -> None:
+    cfg = config.build({"listeners": "PLAINTEXT://0.0.0.0:9092"})
+    assert cfg.listen_host == "0.0.0.0"
+    assert cfg.advertised_host == "127.0.0.1"
