@@ -188,3 +188,56 @@ def test_aiokafka_produce_consume(broker: RunningBroker) -> None:
             await consumer.stop()
 
     assert asyncio.run(scenario()) == [b"a%d" % i for i in range(50)]
+
+
+def test_librdkafka_admin_configs_records_cluster_and_max_timestamp(broker: RunningBroker) -> None:
+    from confluent_kafka import ConsumerGroupTopicPartitions  # noqa: F401 - the admin module's types load
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        OffsetSpec,
+        ResourceType,
+    )
+
+    topic = topic_name("cfg")
+    create(broker, topic, 1)
+    base = int(time.time() * 1000) - 10_000
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i, delta in enumerate([5, 50, 7]):  # the max timestamp is the middle record
+        producer.produce(topic, value=b"r%d" % i, partition=0, timestamp=base + delta)
+    assert producer.flush(15) == 0
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "123456", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(15)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+    entries = next(iter(described.values())).result(15)
+    assert entries["retention.ms"].value == "123456"
+    assert entries["cleanup.policy"].value == "delete,compact"
+    assert entries["segment.bytes"].value == str(1 << 30)  # Kafka's default, shown as such
+    bad = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[ConfigEntry("retention.ms", "forever", incremental_operation=AlterConfigOpType.SET)],
+    )
+    with pytest.raises(KafkaException, match="INVALID_CONFIG|not an integer"):
+        next(iter(admin.incremental_alter_configs([bad]).values())).result(15)
+    tp = TopicPartition(topic, 0)
+    offsets = admin.list_offsets({tp: OffsetSpec.max_timestamp()}).values()
+    result = next(iter(offsets)).result(15)
+    assert (result.offset, result.timestamp) == (1, base + 50)
+    deleted = next(iter(admin.delete_records([TopicPartition(topic, 0, 2)]).values())).result(15)
+    assert deleted.low_watermark == 2
+    earliest = next(iter(admin.list_offsets({tp: OffsetSpec.earliest()}).values())).result(15)
+    assert earliest.offset == 2
+    cluster = admin.describe_cluster().result(15)
+    assert [node.id for node in cluster.nodes] == [0]
+    assert cluster.cluster_id
