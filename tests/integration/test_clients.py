@@ -228,7 +228,7 @@ def test_librdkafka_admin_configs_records_cluster_and_max_timestamp(broker: Runn
         topic,
         incremental_configs=[ConfigEntry("retention.ms", "forever", incremental_operation=AlterConfigOpType.SET)],
     )
-    with pytest.raises(KafkaException, match="INVALID_CONFIG|not an integer"):
+    with pytest.raises(KafkaException, match=r"INVALID_CONFIG|not an integer"):
         next(iter(admin.incremental_alter_configs([bad]).values())).result(15)
     tp = TopicPartition(topic, 0)
     offsets = admin.list_offsets({tp: OffsetSpec.max_timestamp()}).values()
