@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SMALL = 64 * 1024
 MAX_IN_FLIGHT = 64
+BACKLOG_HIGH = 8 * 1024 * 1024  # stop reading requests while this much response data waits
 
 
 class _Slot:
@@ -83,10 +84,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         transport.set_write_buffer_limits(high=8 * 1024 * 1024)
-        self.sender = Sender(self.transport, self.zero_copy)
+        self.sender = Sender(
+            self.transport, self.zero_copy, self._update_reading, lambda s, c: self.observe("sent", (s, c))
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self.sender is not None:
+            self.sender.close()
         for slot in self._pending:
             if slot.reply is not None:
                 _release(slot.reply)
@@ -243,18 +248,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
             out.append(I32.pack(len(header) + reply.length) + header)
             out.extend(reply.parts)  # type: ignore[arg-type]
         if out:
-            before = (self.sender.bytes_sendfile, self.sender.bytes_copied)
             self.sender.send(out)
-            sent = (self.sender.bytes_sendfile - before[0], self.sender.bytes_copied - before[1])
-            if sent != (0, 0):
-                self.observe("sent", sent)
         self._update_reading()
 
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self._closing:
             return
-        want_pause = self._paused_writing or len(self._pending) >= MAX_IN_FLIGHT
+        backlogged = self.sender is not None and self.sender.backlog_bytes > BACKLOG_HIGH
+        want_pause = self._paused_writing or backlogged or len(self._pending) >= MAX_IN_FLIGHT
         if want_pause and not self._paused_reading:
             transport.pause_reading()
             self._paused_reading = True
@@ -264,8 +266,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     @property
     def busy(self) -> bool:
-        """Requests received and not yet answered."""
-        return bool(self._pending)
+        """Requests received and not yet answered, or answers not yet on the wire."""
+        return bool(self._pending) or (self.sender is not None and self.sender.waiting)
 
     def close_if_idle(self, idle_seconds: float) -> None:
         if not self._pending and time.monotonic() - self.last_active > idle_seconds and self.transport:
