@@ -7,7 +7,7 @@ LINKS  := .build/mypy/tidelog
 DATA   ?= data
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit fmt bench-log clean e2e
+.PHONY: setup run test lint unit fmt bench-log clean e2e e2e-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ run: setup
 	$(BIN)/tidelog broker --data-dir $(DATA) --listen 127.0.0.1:9092
 
 lint: setup
-	$(BIN)/ruff check broker operator tests bench/log_micro.py
-	$(BIN)/ruff format --check broker operator tests bench/log_micro.py
+	$(BIN)/ruff check broker operator tests e2e bench/log_micro.py
+	$(BIN)/ruff format --check broker operator tests e2e bench/log_micro.py
 	$(BIN)/mypy -p tidelog.broker -p tidelog.operator
 	PYTHONPATH=.build/mypy $(BIN)/lint-imports
 
@@ -41,15 +41,21 @@ unit: setup
 test: lint unit
 
 fmt: setup
-	$(BIN)/ruff check --fix broker operator tests bench/log_micro.py
-	$(BIN)/ruff format broker operator tests bench/log_micro.py
+	$(BIN)/ruff check --fix broker operator tests e2e bench/log_micro.py
+	$(BIN)/ruff format broker operator tests e2e bench/log_micro.py
 
 ## bench-log: the log storage micro-benchmark (append and sendfile read vs dd on the same disk)
 bench-log: setup
 	$(BIN)/python bench/log_micro.py
 
-e2e:
-	@echo "make e2e: the real-Kubernetes suite is not built yet (see the e2e issue)"; exit 1
+## e2e: the real-Kubernetes suite: on the cluster KUBECONFIG names, or on the local provider, brought
+## up (building its components on first use, cached under /var/cache/tidelog-e2e) and torn down around it
+e2e: setup
+	PYTHON=$(abspath $(BIN))/python e2e/run-local.sh
+
+## e2e-build: build (or find cached) the local cluster's components: Kubernetes, etcd, CoreDNS, helm
+e2e-build:
+	e2e/cluster/local/build.sh
 
 clean:
 	rm -rf .build build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build (or reuse) every binary of the local e2e cluster from the Go module proxy.
 #
-#   build.sh            install Debian packages, then build what is missing in the cache
-#   build.sh --no-apt   skip the Debian packages
+#   build.sh             install Debian packages, then build what is missing in the cache
+#   build.sh --no-apt    skip the Debian packages
+#   build.sh --apt-only  only install the Debian packages (then `build.sh --no-apt &` can run in the
+#                        background next to other apt users without fighting for the dpkg lock)
 #
 # Cache (outside the repo), keyed by component and version:
 #   ${TIDELOG_E2E_CACHE:-/var/cache/tidelog-e2e}/<component>-<version>/bin/...
@@ -25,7 +27,8 @@ log() { printf '[build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 DEBIAN_PACKAGES=(
   containerd runc containernetworking-plugins iptables conntrack iproute2 ethtool socat
-  util-linux mount openssl ca-certificates gcc libc6-dev time python3 procps psmisc kmod
+  util-linux mount openssl ca-certificates curl gcc libc6-dev time python3 procps psmisc kmod
+  busybox-static
 )
 
 install_debian_packages() {
@@ -140,6 +143,28 @@ build_helm() {
     -o "$dir/bin/helm" helm.sh/helm/v3/cmd/helm
 }
 
+# Prometheus: Debian's package, downloaded and unpacked (not installed: no service is started).
+# Debian 12's 2.42 has no kubernetes_sd_configs; the tests use file_sd_configs (see versions.env).
+build_prometheus() {
+  local dir=$1
+  mkdir -p "$dir/bin" "$dir/src"; cd "$dir/src"
+  chmod 755 "$dir/src"
+  apt-get download -q "prometheus=$(prometheus_version)" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+  dpkg-deb -x prometheus_*.deb root
+  cp root/usr/bin/prometheus root/usr/bin/promtool "$dir/bin/"
+}
+
+prometheus_version() {
+  local v
+  v="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')"
+  if [[ -z $v || $v == "(none)" ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    v="$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')"
+  fi
+  [[ -n $v && $v != "(none)" ]] || { log "no prometheus package in the apt sources"; exit 1; }
+  echo "$v"
+}
+
 # ---------------------------------------------------------------------------------------- driver
 
 component_dir() {
@@ -148,6 +173,7 @@ component_dir() {
     etcd) echo "$CACHE/etcd-$ETCD_VERSION" ;;
     coredns) echo "$CACHE/coredns-$COREDNS_VERSION" ;;
     helm) echo "$CACHE/helm-$HELM_VERSION" ;;
+    prometheus) echo "$CACHE/prometheus-debian-$(prometheus_version)" ;;
     *) log "unknown component $1"; exit 2 ;;
   esac
 }
@@ -159,13 +185,18 @@ fi
 
 main() {
   local apt=1
-  [[ "${1:-}" == --no-apt ]] && apt=0
+  case "${1:-}" in
+    --no-apt) apt=0 ;;
+    --apt-only) install_debian_packages; return 0 ;;
+    "") ;;
+    *) log "usage: build.sh [--no-apt|--apt-only]"; exit 2 ;;
+  esac
   ((apt)) && install_debian_packages
   check_go
   mkdir -p "$CACHE" "$GOMODCACHE" "$GOCACHE"
   local c dir timer=()
   [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -v -o)
-  for c in etcd coredns helm kubernetes; do
+  for c in etcd coredns helm kubernetes prometheus; do
     dir="$(component_dir "$c")"
     if [[ -f "$dir/.done" ]]; then
       log "$c: cached in $dir"

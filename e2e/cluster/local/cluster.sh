@@ -147,8 +147,30 @@ stop() {
 
 # ----------------------------------------------------------------------------------------- pieces
 
+# Host sysctls that `up` (ip_forward, bridge-nf-call-iptables) and the kubelet (protectKernelDefaults:
+# false sets kernel.panic=10, kernel.panic_on_oops=1, vm.overcommit_memory=1 and raises the keyring
+# limits) change; `down` puts the values saved by the first `up` back.
+SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables kernel.panic kernel.panic_on_oops
+  vm.overcommit_memory kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+save_sysctls() {
+  [[ -f "$STATE/sysctl.saved" ]] && return 0
+  local k
+  for k in "${SYSCTLS[@]}"; do
+    [[ -e /proc/sys/${k//.//} ]] && echo "$k=$(cat "/proc/sys/${k//.//}")"
+  done > "$STATE/sysctl.saved"
+}
+
+restore_sysctls() {
+  [[ -f "$STATE/sysctl.saved" ]] || return 0
+  local line
+  while read -r line; do sysctl -qw "$line" 2>/dev/null || log "warning: could not restore $line"; done < "$STATE/sysctl.saved"
+  rm -f "$STATE/sysctl.saved"
+}
+
 host_setup() {
   mkdir -p "$STATE" "$RUN" "$LOGS"
+  save_sysctls
   ip addr replace "$NODE_IP/32" dev lo
   ip addr replace "$CLUSTER_DNS_IP/32" dev lo
   sysctl -qw net.ipv4.ip_forward=1
@@ -393,6 +415,16 @@ volumeBindingMode: Immediate
 EOF
 }
 
+# Fail early, naming the port, if something else already listens on one of ours.
+check_ports() {
+  local port busy=()
+  for port in 2379 2380 2381 6443 10248 10249 10250 10256 10257 10259; do
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && busy+=("$port")
+  done
+  ss -Hlun "sport = :53" 2>/dev/null | grep -qF "$CLUSTER_DNS_IP:53" && busy+=("$CLUSTER_DNS_IP:53/udp")
+  ((${#busy[@]} == 0)) || die "ports in use by another process: ${busy[*]} (ss -ltnp)"
+}
+
 node_ready() {
   [[ "$(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
 }
@@ -402,7 +434,8 @@ node_ready() {
 cmd_up() {
   local t0=$SECONDS
   "$HERE/build.sh" ${TIDELOG_E2E_NO_APT:+--no-apt}
-  [[ -x /bin/busybox ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+
+  is_running etcd || check_ports
   host_setup
   pki
   build_pause_image
@@ -428,6 +461,24 @@ kill_cgroup_procs() {
       [[ -n $p ]] && kill -KILL "$p" 2>/dev/null || true
     done < <(find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null)
   done
+}
+
+# drop_chains IPTABLES REGEX: delete every rule jumping to a chain whose name matches ^REGEX,
+# then flush and delete those chains, in every table.
+drop_chains() {
+  local ipt=$1 re=$2 tbl rule chain
+  command -v "$ipt" >/dev/null || return 0
+  for tbl in filter nat mangle raw; do
+    "$ipt" -t "$tbl" -S >/dev/null 2>&1 || continue
+    while read -r rule; do
+      eval "$ipt -t $tbl ${rule/-A/-D}" 2>/dev/null
+    done < <("$ipt" -t "$tbl" -S 2>/dev/null | grep -E "^-A [^ ]+ .*-j ($re)")
+    local chains
+    chains=$("$ipt" -t "$tbl" -S 2>/dev/null | awk -v re="^($re)" '$1 == "-N" && $2 ~ re {print $2}')
+    for chain in $chains; do "$ipt" -t "$tbl" -F "$chain" 2>/dev/null; done
+    for chain in $chains; do "$ipt" -t "$tbl" -X "$chain" 2>/dev/null; done
+  done
+  return 0
 }
 
 cmd_down() {
@@ -465,28 +516,24 @@ cmd_down() {
   ip link del cni0 2>/dev/null
   ip addr del "$NODE_IP/32" dev lo 2>/dev/null
   ip addr del "$CLUSTER_DNS_IP/32" dev lo 2>/dev/null
-  local tbl rule chain
-  for tbl in filter nat; do
-    iptables -t "$tbl" -S 2>/dev/null | grep -E '^-A .* -j CNI-' | while read -r rule; do
-      eval "iptables -t $tbl ${rule/-A/-D}" 2>/dev/null
-    done
-    for chain in $(iptables -t "$tbl" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -t "$tbl" -F "$chain" 2>/dev/null
-    done
-    for chain in $(iptables -t "$tbl" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -t "$tbl" -X "$chain" 2>/dev/null
-    done
-  done
-  rm -rf "/var/lib/cni/networks/$CNI_NET" /var/lib/cni/results/"$CNI_NET"-* 2>/dev/null
+  # CNI-* chains (bridge ipMasq, portmap, firewall plugins) and the chains the kubelet makes
+  # itself (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT; kube-proxy --cleanup has
+  # removed the proxy's own), in IPv4 and IPv6.
+  drop_chains iptables 'CNI-|KUBE-'
+  drop_chains ip6tables 'CNI-|KUBE-'
+  rm -rf "/var/lib/cni/networks/$CNI_NET" /var/lib/cni/results/"$CNI_NET"-* \
+    /var/lib/cni/results/cni-loopback-* 2>/dev/null
   # Cgroups left by the kubelet (cgroupfs driver).
   kill_cgroup_procs
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
     [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  restore_sysctls
   rm -rf "$STATE" "$RUN" "$HOSTPATH_PV_DIR" 2>/dev/null
   # The kubelet always links container logs from /var/log/containers; drop links left dangling.
   [[ -d /var/log/containers ]] && find /var/log/containers -xtype l -delete 2>/dev/null
+  rmdir /var/log/containers 2>/dev/null
   log "down complete"
   return 0
 }
@@ -508,5 +555,6 @@ case "${1:-}" in
   helm-path) echo "$HELM_BIN/helm" ;;
   _fn) shift; "$@" ;; # debugging: run one internal function
   kubectl-path) echo "$K8S_BIN/kubectl" ;;
+  prometheus-path) ls "$CACHE"/prometheus-debian-*/bin/prometheus | tail -1 ;;
   *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

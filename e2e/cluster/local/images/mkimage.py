@@ -9,12 +9,13 @@ The archive follows the OCI image-layout spec (oci-layout, index.json, blobs/sha
 index entry carries `io.containerd.image.name` so `ctr images import` names the image with no
 extra flag. The layer is an uncompressed tar with owners 0:0 and mtime 0 (reproducible).
 """
+
 import argparse
 import hashlib
 import io
 import json
-import os
 import tarfile
+from pathlib import Path
 
 
 def _layer(rootfs: str) -> bytes:
@@ -27,12 +28,12 @@ def _layer(rootfs: str) -> bytes:
         return info
 
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in sorted(os.listdir(rootfs)):
-            tar.add(os.path.join(rootfs, entry), arcname=entry, filter=norm)
+        for entry in sorted(Path(rootfs).iterdir()):
+            tar.add(entry, arcname=entry.name, filter=norm)
     return buf.getvalue()
 
 
-def _blob(tar: tarfile.TarFile, data: bytes, media_type: str, **extra) -> dict:
+def _blob(tar: tarfile.TarFile, data: bytes, media_type: str, **extra: object) -> dict[str, object]:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     info = tarfile.TarInfo("blobs/sha256/" + digest.split(":", 1)[1])
     info.size = len(data)
@@ -76,8 +77,9 @@ def main() -> None:
     with tarfile.open(a.output, "w") as tar:
         _add_file(tar, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         layer_desc = _blob(tar, layer, "application/vnd.oci.image.layer.v1.tar")
-        config_desc = _blob(tar, json.dumps(config, sort_keys=True).encode(),
-                            "application/vnd.oci.image.config.v1+json")
+        config_desc = _blob(
+            tar, json.dumps(config, sort_keys=True).encode(), "application/vnd.oci.image.config.v1+json"
+        )
         manifest = {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -85,13 +87,20 @@ def main() -> None:
             "layers": [layer_desc],
         }
         manifest_desc = _blob(
-            tar, json.dumps(manifest, sort_keys=True).encode(), "application/vnd.oci.image.manifest.v1+json",
+            tar,
+            json.dumps(manifest, sort_keys=True).encode(),
+            "application/vnd.oci.image.manifest.v1+json",
             platform={"architecture": "amd64", "os": "linux"},
-            annotations={"io.containerd.image.name": a.name,
-                         "org.opencontainers.image.ref.name": a.name.rsplit(":", 1)[-1]},
+            annotations={
+                "io.containerd.image.name": a.name,
+                "org.opencontainers.image.ref.name": a.name.rsplit(":", 1)[-1],
+            },
         )
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                 "manifests": [manifest_desc]}
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [manifest_desc],
+        }
         _add_file(tar, "index.json", json.dumps(index, sort_keys=True).encode())
 
 
