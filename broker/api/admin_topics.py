@@ -69,6 +69,7 @@ def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
             info = ctx.topics.delete(name)
             for partition in range(info.partitions):
                 ctx.logs.delete(name, partition)
+                ctx.producers.forget((name, partition))
             results.append(dict(name=name, topic_id=info.topic_id, error_code=0, error_message=None))
         except KafkaError as exc:
             results.append(

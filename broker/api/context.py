@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tidelog.broker.cluster.topics import TopicInfo, TopicStore
+from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.log.log import PartitionLog
 from tidelog.broker.log.manager import LogManager
 from tidelog.broker.protocol import fetch
@@ -71,6 +72,7 @@ class BrokerContext:
     settings: Settings
     topics: TopicStore
     logs: LogManager
+    idempotence: Idempotence
     waiters: Waiters = field(default_factory=Waiters)
     observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
 
@@ -83,6 +85,10 @@ class BrokerContext:
         if plog is None:
             plog = self.logs.get_or_create(topic, partition, self.topics.log_config(topic))
         return plog
+
+    @property
+    def producers(self) -> Idempotence:
+        return self.idempotence
 
     def auto_create(self, topic: str) -> TopicInfo | None:
         """Create ``topic`` with the broker defaults if auto creation is on; None otherwise."""

@@ -48,12 +48,13 @@ def _append(
         )
     try:
         plog = ctx.partition_log(topic, index)
-        info = plog.append_as_leader(records, leader_epoch=0)
+        info = ctx.producers.append((topic, index), plog, records, leader_epoch=0)
     except KafkaError as exc:
         log.info("produce to %s-%d refused: %s", topic, index, exc)
         return produce.PartitionResponse(index, exc.error_code, error_message=str(exc))
-    ctx.waiters.notify(topic, index)
-    ctx.observe("produced", (topic, info.records, info.bytes))
+    if not info.duplicate:
+        ctx.waiters.notify(topic, index)
+        ctx.observe("produced", (topic, info.records, info.bytes))
     return produce.PartitionResponse(index, 0, info.first_offset, info.log_append_time, info.log_start_offset)
 
 

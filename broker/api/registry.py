@@ -1,8 +1,9 @@
 """The one table of supported APIs: it drives dispatch and the ApiVersions answer alike.
 
 Ranges follow ../shared/notes/kafka-protocol.md's recommended first advertisement (Produce from v0,
-as Kafka 4.0.1+ advertises it, with v0-2 answered UNSUPPORTED_VERSION). Consumer groups, the
-idempotent producer and transactions are not advertised until they are implemented.
+as Kafka 4.0.1+ advertises it, with v0-2 answered UNSUPPORTED_VERSION). Consumer groups and
+transactions are not advertised until they are implemented; InitProducerId serves idempotent
+producers only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tidelog.broker.api import (
     delete_records,
     describe_cluster,
     fetch,
+    init_producer_id,
     list_offsets,
     metadata,
     produce,
@@ -43,6 +45,7 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(19, "CreateTopics", 2, 7, admin_topics.create_topics),
         ApiSpec(20, "DeleteTopics", 1, 6, admin_topics.delete_topics),
         ApiSpec(21, "DeleteRecords", 0, 2, delete_records.handle),
+        ApiSpec(22, "InitProducerId", 0, 4, init_producer_id.handle),
         ApiSpec(32, "DescribeConfigs", 1, 4, admin_configs.describe_configs),
         ApiSpec(33, "AlterConfigs", 0, 2, admin_configs.alter_configs),
         ApiSpec(37, "CreatePartitions", 0, 3, admin_topics.create_partitions),

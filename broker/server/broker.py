@@ -17,6 +17,7 @@ import time
 
 from tidelog.broker.api.context import BrokerContext, Settings
 from tidelog.broker.cluster.topics import TopicStore
+from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.log.manager import LogManager, ManagerSettings
 from tidelog.broker.metrics.broker_metrics import BrokerMetrics
 from tidelog.broker.server.config import BrokerConfig
@@ -34,6 +35,7 @@ class Broker:
         self.logs: LogManager | None = None
         self.ctx: BrokerContext | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._snapshotter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         c = self.config
@@ -68,6 +70,7 @@ class Broker:
             ),
             topics,
             self.logs,
+            Idempotence(c.data_dir, c.producer_id_expiration_ms),
             observe=self.metrics.observe,
         )
         if c.metrics_port:
@@ -88,6 +91,7 @@ class Broker:
                 raise
             self.servers.append(server)
         self._reaper = loop.create_task(self._reap_idle(), name="idle-connections")
+        self._snapshotter = loop.create_task(self._snapshot_producers(), name="producer-snapshots")
         log.info(
             "Tidelog broker %d listening on %s:%d (advertised %s:%d), data in %s",
             c.node_id,
@@ -118,6 +122,19 @@ class Broker:
             for conn in list(self.connections):
                 conn.close_if_idle(idle)
 
+    async def _snapshot_producers(self) -> None:
+        """Producer state snapshots at the checkpoint interval (and once more at shutdown)."""
+        while True:
+            await asyncio.sleep(self.config.checkpoint_interval_ms / 1000)
+            self._write_producer_snapshots()
+
+    def _write_producer_snapshots(self) -> None:
+        if self.ctx is not None and self.logs is not None:
+            try:
+                self.ctx.idempotence.snapshot(self.logs.logs, int(time.time() * 1000))
+            except OSError as exc:
+                log.error("producer state snapshot failed: %s", exc)
+
     async def stop(self) -> None:
         """Stop accepting, drain in-flight requests (bounded), close, flush and checkpoint."""
         for server in self.servers:
@@ -131,8 +148,10 @@ class Broker:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1)
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._snapshotter):
+            if task is not None:
+                task.cancel()
+        self._write_producer_snapshots()
         if self.logs is not None:
             await self.logs.close()
         log.info("broker stopped: logs flushed and checkpointed")

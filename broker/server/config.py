@@ -62,6 +62,7 @@ BROKER_KEYS = {
     "log.max.open.files",
     "shutdown.timeout.ms",
     "fetch.sendfile.enable",
+    "producer.id.expiration.ms",
 }
 
 
@@ -89,6 +90,7 @@ class BrokerConfig:
     max_open_files: int = 1024
     shutdown_timeout_ms: int = 10_000
     sendfile: bool = True  # fetch.sendfile.enable (Tidelog's): zero-copy fetch responses
+    producer_id_expiration_ms: int = 86_400_000
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
 
@@ -172,6 +174,7 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         max_open_files=integer("log.max.open.files", 1024),
         shutdown_timeout_ms=integer("shutdown.timeout.ms", 10_000),
         sendfile=boolean("fetch.sendfile.enable", True),
+        producer_id_expiration_ms=integer("producer.id.expiration.ms", 86_400_000),
         log_defaults=log_defaults,
     )
 

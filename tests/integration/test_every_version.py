@@ -94,6 +94,7 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
             timeout=5000, topic_names=[f"missing-{version}"], topics=[{"name": f"missing-{version}", "topic_id": None}]
         ),
         21: dict(timeout=5000, topics=[{"name": TOPIC, "partitions": [{"partition_index": 0, "offset": 0}]}]),
+        22: dict(transactional_id=None, transaction_timeout=60_000, producer_id=-1, producer_epoch=-1),
         32: dict(
             include_synonyms=False,
             include_documentation=False,

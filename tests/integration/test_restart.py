@@ -1,5 +1,6 @@
 """Restarts under load: SIGTERM (graceful) and SIGKILL. Every record acknowledged with acks=all is
-there after the restart, at the offset it was acknowledged with; offsets stay contiguous."""
+there after the restart, at the offset it was acknowledged with; offsets stay contiguous; an
+idempotent producer's retries across a SIGKILL never store a record twice."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ PARTITIONS = 3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_acked_records_survive_restarts(own_broker: RunningBroker, sig: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "idempotent"),
+    [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGKILL, True)],
+    ids=["sigterm", "sigkill", "sigkill-idempotent"],
+)
+def test_acked_records_survive_restarts(own_broker: RunningBroker, sig: int, idempotent: bool) -> None:
     broker = own_broker
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic("restart", PARTITIONS, 1)])["restart"].result(15)
@@ -34,7 +39,7 @@ def test_acked_records_survive_restarts(own_broker: RunningBroker, sig: int) -> 
             "bootstrap.servers": broker.bootstrap,
             "acks": "all",
             "linger.ms": 2,
-            "enable.idempotence": False,
+            "enable.idempotence": idempotent,
             "message.timeout.ms": 60_000,
             "reconnect.backoff.max.ms": 200,
         }
@@ -69,3 +74,6 @@ def test_acked_records_survive_restarts(own_broker: RunningBroker, sig: int) -> 
     lost = {k: v for k, v in acked.items() if stored.get(k) != v}
     assert lost == {}, f"{len(lost)} acknowledged records lost or moved"
     assert len(acked) >= 1500
+    if idempotent:  # retries across restarts must not have written anything twice
+        values = list(stored.values())
+        assert len(values) == len(set(values)), "an idempotent producer's record was stored twice"

@@ -1,0 +1,42 @@
+"""Producer ids for idempotent producers (InitProducerId), unique for the life of the data directory.
+
+Ids are handed out from blocks: the end of the current block is persisted before any id in it is
+used (``tidelog-producer-ids.json``, written atomically), so a restart never reuses an id and the
+file is written once per ``BLOCK`` ids. An idempotent producer asking again with its id and epoch
+(KIP-360) gets the same id with the epoch bumped, or a new id once the epoch would overflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tidelog.broker.log.io import DEFAULT_IO, FileIO
+
+FILE = "tidelog-producer-ids.json"
+BLOCK = 1000
+MAX_EPOCH = 2**15 - 1
+
+
+class ProducerIdManager:
+    def __init__(self, data_dir: Path, io: FileIO = DEFAULT_IO) -> None:
+        self.path = data_dir / FILE
+        self.io = io
+        self.next_id = 0
+        self.block_end = 0
+        if self.path.exists():
+            self.next_id = self.block_end = int(json.loads(self.path.read_text())["block_end"])
+
+    def _new_id(self) -> int:
+        if self.next_id >= self.block_end:
+            self.block_end = self.next_id + BLOCK
+            self.io.write_file_atomically(self.path, json.dumps({"block_end": self.block_end}).encode())
+        producer_id = self.next_id
+        self.next_id += 1
+        return producer_id
+
+    def init(self, producer_id: int = -1, epoch: int = -1) -> tuple[int, int]:
+        """(producer id, epoch) for an idempotent producer: new, or the caller's with a bumped epoch."""
+        if producer_id >= 0 and 0 <= epoch < MAX_EPOCH - 1 and producer_id < self.next_id:
+            return producer_id, epoch + 1
+        return self._new_id(), 0
