@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from tidelog.broker.cluster.topics import TopicInfo, TopicStore
+from tidelog.broker.groups.coordinator import GroupCoordinator
 from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.log.log import PartitionLog
 from tidelog.broker.log.manager import LogManager
@@ -73,6 +74,7 @@ class BrokerContext:
     topics: TopicStore
     logs: LogManager
     idempotence: Idempotence
+    groups: GroupCoordinator
     waiters: Waiters = field(default_factory=Waiters)
     observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
 

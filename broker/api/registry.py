@@ -1,9 +1,9 @@
 """The one table of supported APIs: it drives dispatch and the ApiVersions answer alike.
 
 Ranges follow ../shared/notes/kafka-protocol.md's recommended first advertisement (Produce from v0,
-as Kafka 4.0.1+ advertises it, with v0-2 answered UNSUPPORTED_VERSION). Consumer groups and
-transactions are not advertised until they are implemented; InitProducerId serves idempotent
-producers only.
+as Kafka 4.0.1+ advertises it, with v0-2 answered UNSUPPORTED_VERSION). Consumer groups use the
+classic protocol (KIP-848 is not advertised); transactions are not advertised; InitProducerId serves
+idempotent producers only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from tidelog.broker.api import (
     delete_records,
     describe_cluster,
     fetch,
+    group_admin,
+    group_membership,
+    group_offsets,
     init_producer_id,
     list_offsets,
     metadata,
@@ -41,6 +44,15 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(1, "Fetch", 4, 12, fetch.handle),
         ApiSpec(2, "ListOffsets", 1, 7, list_offsets.handle),
         ApiSpec(3, "Metadata", 0, 12, metadata.handle),
+        ApiSpec(8, "OffsetCommit", 2, 9, group_offsets.offset_commit),
+        ApiSpec(9, "OffsetFetch", 1, 9, group_offsets.offset_fetch),
+        ApiSpec(10, "FindCoordinator", 0, 4, group_admin.find_coordinator),
+        ApiSpec(11, "JoinGroup", 0, 9, group_membership.join_group),
+        ApiSpec(12, "Heartbeat", 0, 4, group_membership.heartbeat),
+        ApiSpec(13, "LeaveGroup", 0, 5, group_membership.leave_group),
+        ApiSpec(14, "SyncGroup", 0, 5, group_membership.sync_group),
+        ApiSpec(15, "DescribeGroups", 0, 5, group_admin.describe_groups),
+        ApiSpec(16, "ListGroups", 0, 5, group_admin.list_groups),
         ApiSpec(18, "ApiVersions", 0, 4, api_versions.handle),
         ApiSpec(19, "CreateTopics", 2, 7, admin_topics.create_topics),
         ApiSpec(20, "DeleteTopics", 1, 6, admin_topics.delete_topics),
@@ -49,7 +61,9 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(32, "DescribeConfigs", 1, 4, admin_configs.describe_configs),
         ApiSpec(33, "AlterConfigs", 0, 2, admin_configs.alter_configs),
         ApiSpec(37, "CreatePartitions", 0, 3, admin_topics.create_partitions),
+        ApiSpec(42, "DeleteGroups", 0, 2, group_admin.delete_groups),
         ApiSpec(44, "IncrementalAlterConfigs", 0, 1, admin_configs.incremental_alter_configs),
+        ApiSpec(47, "OffsetDelete", 0, 0, group_offsets.offset_delete),
         ApiSpec(60, "DescribeCluster", 0, 1, describe_cluster.handle),
     )
 }

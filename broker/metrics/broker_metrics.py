@@ -17,11 +17,21 @@ from prometheus_client.registry import Collector
 
 from tidelog.broker.log.manager import LogManager
 
+# Metric labels for the APIs the broker serves (this layer sits below the API registry).
 API_NAMES = {
     0: "Produce",
     1: "Fetch",
     2: "ListOffsets",
     3: "Metadata",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
+    10: "FindCoordinator",
+    11: "JoinGroup",
+    12: "Heartbeat",
+    13: "LeaveGroup",
+    14: "SyncGroup",
+    15: "DescribeGroups",
+    16: "ListGroups",
     18: "ApiVersions",
     19: "CreateTopics",
     20: "DeleteTopics",
@@ -30,7 +40,9 @@ API_NAMES = {
     32: "DescribeConfigs",
     33: "AlterConfigs",
     37: "CreatePartitions",
+    42: "DeleteGroups",
     44: "IncrementalAlterConfigs",
+    47: "OffsetDelete",
     60: "DescribeCluster",
 }
 

@@ -17,7 +17,9 @@ import time
 
 from tidelog.broker.api.context import BrokerContext, Settings
 from tidelog.broker.cluster.topics import TopicStore
+from tidelog.broker.groups.coordinator import GroupCoordinator, GroupSettings
 from tidelog.broker.groups.idempotence import Idempotence
+from tidelog.broker.groups.offsets_store import OffsetsStore
 from tidelog.broker.log.manager import LogManager, ManagerSettings
 from tidelog.broker.metrics.broker_metrics import BrokerMetrics
 from tidelog.broker.server.config import BrokerConfig
@@ -71,6 +73,7 @@ class Broker:
             topics,
             self.logs,
             Idempotence(c.data_dir, c.producer_id_expiration_ms),
+            self._coordinator(topics),
             observe=self.metrics.observe,
         )
         if c.metrics_port:
@@ -101,6 +104,21 @@ class Broker:
             c.advertised_port,
             c.data_dir,
         )
+
+    def _coordinator(self, topics: TopicStore) -> GroupCoordinator:
+        c = self.config
+        assert self.logs is not None
+        store = OffsetsStore(topics, self.logs, c.offsets_topic_partitions)
+        coordinator = GroupCoordinator(
+            store,
+            GroupSettings(
+                c.group_initial_rebalance_delay_ms,
+                c.group_min_session_timeout_ms,
+                c.group_max_session_timeout_ms,
+            ),
+        )
+        coordinator.load()
+        return coordinator
 
     def _new_connection(self) -> KafkaConnection:
         assert self.ctx is not None

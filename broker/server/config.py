@@ -63,6 +63,11 @@ BROKER_KEYS = {
     "shutdown.timeout.ms",
     "fetch.sendfile.enable",
     "producer.id.expiration.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
 }
 
 
@@ -91,6 +96,10 @@ class BrokerConfig:
     shutdown_timeout_ms: int = 10_000
     sendfile: bool = True  # fetch.sendfile.enable (Tidelog's): zero-copy fetch responses
     producer_id_expiration_ms: int = 86_400_000
+    offsets_topic_partitions: int = 50
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1_800_000
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
 
@@ -109,7 +118,15 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k[len("TIDELOG_") :].lower().replace("_", "."): v for k, v in environ.items() if k.startswith("TIDELOG_")}
+    """``TIDELOG_LOG_RETENTION_MS`` -> ``log.retention.ms``. Only names of broker settings count:
+    other ``TIDELOG_*`` variables (tools', tests') are none of the broker's business."""
+    out = {}
+    for key, value in environ.items():
+        if key.startswith("TIDELOG_"):
+            name = key[len("TIDELOG_") :].lower().replace("_", ".")
+            if name in BROKER_KEYS or name in LOG_DEFAULTS or name in HOURS or name in MINUTES:
+                out[name] = value
+    return out
 
 
 def _host_port(value: str, name: str) -> tuple[str, int]:
@@ -175,6 +192,10 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         shutdown_timeout_ms=integer("shutdown.timeout.ms", 10_000),
         sendfile=boolean("fetch.sendfile.enable", True),
         producer_id_expiration_ms=integer("producer.id.expiration.ms", 86_400_000),
+        offsets_topic_partitions=integer("offsets.topic.num.partitions", 50),
+        group_initial_rebalance_delay_ms=integer("group.initial.rebalance.delay.ms", 3000),
+        group_min_session_timeout_ms=integer("group.min.session.timeout.ms", 6000),
+        group_max_session_timeout_ms=integer("group.max.session.timeout.ms", 1_800_000),
         log_defaults=log_defaults,
     )
 

@@ -220,7 +220,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if fut.cancelled():
             slot.reply = None
         elif fut.exception() is not None:
-            log.error("closing %s: request failed: %s", self.peer, fut.exception())
+            log.error("closing %s: API %d v%d failed: %r", self.peer, slot.api[0], slot.api[1], fut.exception())
             self._abort()
             return
         else:

@@ -12,7 +12,7 @@ from tidelogbroker import RunningBroker, tidelog_broker
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     """One broker shared by a module's tests (topics are named per test)."""
-    with tidelog_broker(tmp_path_factory.mktemp("broker")) as running:
+    with tidelog_broker(tmp_path_factory.mktemp("broker"), "--set", "group.initial.rebalance.delay.ms=0") as running:
         yield running
         assert running.alive(), "the broker died during the tests"
 

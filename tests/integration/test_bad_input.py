@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from logtesting import client_batch
+from logtesting import fresh_batch as client_batch
 from rawkafka import call, closed_by_peer, header, read_frame, send_frame
 from tidelogbroker import RunningBroker, tidelog_broker
 

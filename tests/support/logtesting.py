@@ -66,3 +66,11 @@ def iter_batches(data: bytes) -> Iterator[tuple[rb.BatchHeader, list[Record]]]:
         header = rb.check_batch(view, pos)
         yield header, list(iter_records(view, pos))
         pos += header.size
+
+
+def fresh_batch(values: Sequence[bytes | None], **kwargs: object) -> bytearray:
+    """``client_batch`` stamped with the current time: what a broker test must send, since records
+    older than ``retention.ms`` (7 days) are deleted at the broker's next retention check."""
+    import time
+
+    return client_batch(values, timestamp=int(time.time() * 1000), **kwargs)  # type: ignore[arg-type]

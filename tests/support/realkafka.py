@@ -1,9 +1,11 @@
 """Target brokers for the client tests: a real Apache Kafka 4.1.1 (KRaft) on a free loopback port.
 
-The ``target_broker`` fixture is parametrised by broker kind; today only ``kafka`` exists, Tidelog's
-own broker joins the list when it can serve these tests. Kafka's jars come from
-``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``; ``TIDELOG_KAFKA_LIBS`` overrides).
-A broker that cannot start (no ``java``, no jars) FAILS the tests with the reason: never a skip.
+The ``target_broker`` fixture is parametrised by broker kind: ``kafka`` by default. Tidelog's own
+broker (``tidelog broker --data-dir DIR --listen 127.0.0.1:PORT``) is ready as the ``tidelog`` kind
+and joins with ``TIDELOG_TEST_BROKERS=kafka,tidelog`` (make it the default once it serves these
+tests). Kafka's jars come from ``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``;
+``TIDELOG_KAFKA_LIBS`` overrides). A broker that cannot start (no ``java``, no jars) FAILS the
+tests with the reason: never a skip.
 
 The broker's log goes to a file; after every failed test its tail is printed on the terminal.
 Test modules import the fixtures::
@@ -19,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FETCH_SH = ROOT / "bench" / "kafka" / "fetch.sh"
 KAFKA_VERSION = "4.1.1"
-BROKER_KINDS = ["kafka"]
+BROKER_KINDS = [k.strip() for k in os.environ.get("TIDELOG_TEST_BROKERS", "kafka").split(",") if k.strip()]
 START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 20.0
 LOG_TAIL_LINES = 150
@@ -156,13 +159,13 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], deadline
     while True:
         if proc.poll() is not None:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
-            raise BrokerStartError(f"Kafka exited with code {proc.returncode} before listening; its log:\n{tail}")
+            raise BrokerStartError(f"the broker exited with code {proc.returncode} before listening; its log:\n{tail}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         if time.monotonic() > deadline:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
             raise BrokerStartError(
-                f"Kafka did not listen on {host}:{port} within {START_DEADLINE_S:.0f}s; its log:\n{tail}"
+                f"the broker did not listen on {host}:{port} within {START_DEADLINE_S:.0f}s; its log:\n{tail}"
             )
         time.sleep(0.1)
 
@@ -211,7 +214,34 @@ def run_kafka(workdir: Path) -> Iterator[RunningBroker]:
         _stop(proc)
 
 
-_STARTERS = {"kafka": run_kafka}
+# The broker reads TIDELOG_* variables as its config: the test harness's own must not reach it.
+_TEST_ENV_FREE = {k: v for k, v in os.environ.items() if k not in ("TIDELOG_TEST_BROKERS", "TIDELOG_KAFKA_LIBS")}
+
+
+@contextlib.contextmanager
+def run_tidelog(workdir: Path) -> Iterator[RunningBroker]:
+    """Run Tidelog's standalone broker (the ``tidelog`` command beside this interpreter) in ``workdir``."""
+    command = Path(sys.executable).parent / "tidelog"
+    if not command.exists():
+        raise BrokerStartError(f"{command} is missing: install the project (pip install -e .)")
+    port = free_port()
+    log_path = workdir / "tidelog.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(command), "broker", "--data-dir", str(workdir / "data"), "--listen", f"127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_TEST_ENV_FREE,
+        )
+    try:
+        _wait_for_port("127.0.0.1", port, proc, time.monotonic() + START_DEADLINE_S, log_path)
+        yield RunningBroker("tidelog", "127.0.0.1", port, log_path)
+    finally:
+        _stop(proc)
+
+
+_STARTERS = {"kafka": run_kafka, "tidelog": run_tidelog}
 
 
 class _Shared:
@@ -234,6 +264,7 @@ class _Shared:
             except BrokerStartError as exc:
                 stack.close()
                 self.errors[kind] = f"cannot start the {kind} target broker: {exc}"
+            if kind in self.errors:
                 pytest.fail(self.errors[kind], pytrace=False)
             self.stack[kind] = stack
         self.refs[kind] = self.refs.get(kind, 0) + 1
@@ -253,6 +284,8 @@ _SHARED = _Shared()
 def target_broker(request: pytest.FixtureRequest) -> Iterator[RunningBroker]:
     """The broker under test for the whole session (started once per kind, stopped at the end)."""
     kind = str(request.param)
+    if kind not in _STARTERS:
+        pytest.fail(f"unknown target broker kind {kind!r} (known: {', '.join(_STARTERS)})", pytrace=False)
     running = _SHARED.acquire(kind)
     try:
         yield running

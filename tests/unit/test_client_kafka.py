@@ -124,6 +124,9 @@ async def test_keys_land_where_the_java_producer_puts_them(client: KafkaClient, 
         "parse.key=true",
         "--property",
         "key.separator=\t",
+        # Idempotence (InitProducerId) is the next issue for Tidelog's broker; it does not change partitioning.
+        "--producer-property",
+        "enable.idempotence=false",
         stdin="".join(f"{k}\tjava-{k}\n" for k in keys),
     )
     assert java.returncode == 0, f"Java ConsoleProducer failed:\n{java.stdout}\n{java.stderr}"
@@ -161,6 +164,8 @@ async def test_list_offsets_earliest_latest_and_by_timestamp(client: KafkaClient
     newest = await list_offsets(client, {tp: MAX_TIMESTAMP})
     assert newest[tp].timestamp == base + 4000
     assert newest[tp].offset in (8, 9)
+    got = await consume_all(client, topic, 10)
+    assert [r.timestamp for r in got[0]] == [base + 1000 * (i // 2) for i in range(10)]  # CreateTime kept
 
 
 @pytest.mark.asyncio
@@ -177,9 +182,10 @@ async def test_fetch_inside_a_batch_skips_earlier_records_and_tolerates_a_partia
     assert part.high_watermark == 13
     assert part.next_offset == 13
     first_size = next(iter(part.batches()))[1].nbytes
-    # A limit that ends inside the second batch: the broker sends a partial batch, the client drops it.
+    # A limit that ends inside the second batch: Kafka sends the partial batch (a broker may also stop
+    # at the last whole batch); the client drops the partial one either way.
     small = (await Fetcher(client, partition_max_bytes=first_size + 500).fetch({tp: 0}))[tp]
-    assert small.data.nbytes == first_size + 500
+    assert first_size <= small.data.nbytes <= first_size + 500
     assert [h.base_offset for h, _ in small.batches()] == [0]
     assert small.next_offset == 10
     assert [r.value for r in small.records()] == [f"v{i}".encode() for i in range(10)]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any
 
 import pytest
-from kio.serial import entity_reader
+from kio.serial import entity_reader, entity_writer
 
 from tidelog.broker.client import messages
 from tidelog.broker.client.batches import iter_batches, next_offset_after, records_from
@@ -192,3 +193,16 @@ def test_corrupt_batch_raises() -> None:
     data[-1] ^= 0xFF
     with pytest.raises(CorruptRecordError, match="CRC"):
         list(iter_batches(data))
+
+
+def test_unknown_tagged_field_in_a_kio_parsed_response_is_a_connection_error() -> None:
+    # kio 0.6.5 raises KeyError on unknown tags (KIP-482 says skip); the client reports it as a broken
+    # answer instead of crashing. Fetch answers, the big ones, go through fetchwire, which skips tags.
+    cls = messages.response_class(ApiKey.METADATA, 12)
+    payload = messages.build(cls, {"throttle_time": 0, "brokers": [], "cluster_id": "c", "controller_id": 1})
+    buf = io.BytesIO()
+    buf.write(struct.pack(">i", 1) + b"\x00")
+    entity_writer(cls)(buf, payload)
+    frame = buf.getvalue()[:-1] + bytes([1, 99, 3]) + b"xyz"
+    with pytest.raises(BrokerConnectionError, match="Unknown tagged field tag: 99"):
+        messages.decode_response(cls, frame)

@@ -15,7 +15,9 @@ from rawkafka import body, header
 
 from tidelog.broker.api.context import BrokerContext, Settings
 from tidelog.broker.cluster.topics import TopicStore
+from tidelog.broker.groups.coordinator import GroupCoordinator
 from tidelog.broker.groups.idempotence import Idempotence
+from tidelog.broker.groups.offsets_store import OffsetsStore
 from tidelog.broker.log.config import LogConfig
 from tidelog.broker.log.manager import LogManager
 from tidelog.broker.server.connection import KafkaConnection
@@ -67,7 +69,7 @@ def new_connection(root: Path) -> tuple[KafkaConnection, FakeTransport, LogManag
     config = LogConfig(segment_bytes=1 << 20)
     topics = TopicStore(root, config)
     logs = LogManager.open(root, config, topic_config=topics.log_config)
-    ctx = BrokerContext(Settings(), topics, logs, Idempotence(root))
+    ctx = BrokerContext(Settings(), topics, logs, Idempotence(root), GroupCoordinator(OffsetsStore(topics, logs, 3)))
     conn = KafkaConnection(ctx, 1 << 20, lambda _c: None, lambda _n, _v: None)
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]

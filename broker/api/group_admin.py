@@ -1,0 +1,103 @@
+"""FindCoordinator (10), ListGroups (16), DescribeGroups (15), DeleteGroups (42). On a lone broker
+this broker coordinates every group; transaction coordinators are refused (no transactions yet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.groups.group import State
+from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.frames import RequestHeader
+
+GROUP_KEY, TRANSACTION_KEY = 0, 1
+INVALID_REQUEST = 42
+
+
+def _reply(api_key: int, version: int, **fields: object) -> Reply:
+    return Reply.of(messages.encode_response(messages.build(messages.response_type(api_key, version), **fields)))
+
+
+def find_coordinator(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(10, version, body)
+    key_type = int(messages.field_or(r, "key_type", GROUP_KEY))
+    s = ctx.settings
+    if key_type == GROUP_KEY:
+        ctx.groups.store.ensure_topic()
+        error, message, node, host, port = 0, None, s.node_id, s.host, s.port
+    else:
+        error, message, node, host, port = INVALID_REQUEST, "transactions are not supported yet", -1, "", -1
+    if version >= 4:
+        coordinators = [
+            dict(key=k, node_id=node, host=host, port=port, error_code=error, error_message=message)
+            for k in r.coordinator_keys
+        ]
+        return _reply(10, version, throttle_time=0, coordinators=coordinators)
+    return _reply(
+        10, version, throttle_time=0, error_code=error, error_message=message, node_id=node, host=host, port=port
+    )
+
+
+def list_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(16, version, body)
+    states = {s.lower() for s in (messages.field_or(r, "states_filter", ()) or ())}
+    groups = [
+        dict(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type="classic")
+        for g in ctx.groups.groups.values()
+        if g.state != State.DEAD and (not states or g.state.value.lower() in states)
+    ]
+    return _reply(16, version, throttle_time=0, error_code=0, groups=groups)
+
+
+def describe_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(15, version, body)
+    described: list[dict[str, Any]] = []
+    for group_id in r.groups:
+        g = ctx.groups.groups.get(group_id)
+        if g is None:
+            described.append(
+                dict(
+                    error_code=0,
+                    group_id=group_id,
+                    group_state="Dead",
+                    protocol_type="",
+                    protocol_data="",
+                    members=[],
+                    authorized_operations=-(2**31),
+                )
+            )
+            continue
+        protocol = g.protocol_name or ""
+        members = [
+            dict(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_metadata=m.metadata_for(protocol) if g.state == State.STABLE else b"",
+                member_assignment=m.assignment if g.state == State.STABLE else b"",
+            )
+            for m in g.members.values()
+        ]
+        described.append(
+            dict(
+                error_code=0,
+                group_id=group_id,
+                group_state=g.state.value,
+                protocol_type=g.protocol_type or "",
+                protocol_data=protocol,
+                members=members,
+                authorized_operations=-(2**31),
+            )
+        )
+    return _reply(15, version, throttle_time=0, groups=described)
+
+
+def delete_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(42, version, body)
+    results = ctx.groups.delete_groups(list(r.groups_names))
+    return _reply(42, version, throttle_time=0, results=[dict(group_id=g, error_code=c) for g, c in results.items()])

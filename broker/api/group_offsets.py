@@ -1,0 +1,84 @@
+"""OffsetCommit (8), OffsetFetch (9), OffsetDelete (47): committed offsets, kept by the group
+coordinator in ``__consumer_offsets``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.frames import RequestHeader
+
+
+def _reply(api_key: int, version: int, **fields: object) -> Reply:
+    return Reply.of(messages.encode_response(messages.build(messages.response_type(api_key, version), **fields)))
+
+
+def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(8, version, body)
+    generation = int(messages.field_or(r, "generation_id_or_member_epoch", messages.field_or(r, "generation_id", -1)))
+    offsets = {
+        (t.name, int(p.partition_index)): (
+            int(p.committed_offset),
+            int(messages.field_or(p, "committed_leader_epoch", -1)),
+            p.committed_metadata,
+        )
+        for t in r.topics
+        for p in t.partitions
+    }
+    results = ctx.groups.commit(
+        r.group_id, generation, r.member_id, messages.field_or(r, "group_instance_id", None), offsets
+    )
+    topics: dict[str, list[dict[str, int]]] = {}
+    for (topic, partition), code in results.items():
+        topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
+    return _reply(
+        8, version, throttle_time=0, topics=[dict(name=name, partitions=parts) for name, parts in topics.items()]
+    )
+
+
+def _fetch_group(ctx: BrokerContext, group_id: str, topics: Any) -> list[dict[str, Any]]:
+    wanted = None if topics is None else [(t.name, int(p)) for t in topics for p in t.partition_indexes]
+    committed = ctx.groups.committed(group_id, wanted)
+    keys = wanted if wanted is not None else sorted(committed)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for topic, partition in keys:
+        entry = committed.get((topic, partition))
+        out.setdefault(topic, []).append(
+            dict(
+                partition_index=partition,
+                committed_offset=entry.offset if entry else -1,
+                committed_leader_epoch=entry.leader_epoch if entry else -1,
+                metadata=entry.metadata if entry else "",
+                error_code=0,
+            )
+        )
+    return [dict(name=name, partitions=parts) for name, parts in out.items()]
+
+
+def offset_fetch(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    version = header.api_version
+    r = messages.decode_request(9, version, body)
+    if version >= 8:
+        groups = [
+            dict(group_id=g.group_id, topics=_fetch_group(ctx, g.group_id, g.topics), error_code=0) for g in r.groups
+        ]
+        return _reply(9, version, throttle_time=0, groups=groups)
+    return _reply(9, version, throttle_time=0, topics=_fetch_group(ctx, r.group_id, r.topics), error_code=0)
+
+
+def offset_delete(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    r = messages.decode_request(47, header.api_version, body)
+    tps = [(t.name, int(p.partition_index)) for t in r.topics for p in t.partitions]
+    code, results = ctx.groups.delete_offsets(r.group_id, tps)
+    topics: dict[str, list[dict[str, int]]] = {}
+    for (topic, partition), c in results.items():
+        topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=c))
+    return _reply(
+        47,
+        header.api_version,
+        error_code=code,
+        throttle_time=0,
+        topics=[dict(name=n, partitions=p) for n, p in topics.items()],
+    )
