@@ -1,0 +1,185 @@
+"""Consumer groups with real clients: each partition read by one member; when a member dies its
+partitions move to the survivors and nothing is lost; committed offsets survive a broker restart;
+the client-side assignors (range, roundrobin, cooperative-sticky) all work; kafka-python's defaults."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from tidelogbroker import RunningBroker, tidelog_broker
+
+MEMBER = Path(__file__).with_name("group_member.py")
+
+
+def create(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(15)
+
+
+def produce(bootstrap: str, topic: str, values: list[str]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    for i, v in enumerate(values):
+        producer.produce(topic, value=v.encode(), key=str(i).encode())
+    assert producer.flush(30) == 0
+
+
+class Member:
+    """A member process whose output is collected by a thread."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range") -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(MEMBER), bootstrap, group, topic, strategy],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.records: list[tuple[int, int, str]] = []
+        self.assignments: list[set[int]] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("ASSIGNED"):
+                parts = line.split(" ", 1)[1].strip()
+                self.assignments.append({int(p) for p in parts.split(",") if p})
+            else:
+                p, o, v = line.split(" ", 2)
+                self.records.append((int(p), int(o), v.strip()))
+
+    @property
+    def assignment(self) -> set[int]:
+        return self.assignments[-1] if self.assignments else set()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self._thread.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def wait_until(what: str, check: object, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
+def test_member_death_moves_partitions_and_loses_nothing(broker: RunningBroker, strategy: str) -> None:
+    topic, group = f"grp-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 4)
+    a = Member(broker.bootstrap, group, topic, strategy)
+    b = Member(broker.bootstrap, group, topic, strategy)
+    try:
+        wait_until(
+            "two members sharing 4 partitions",
+            lambda: len(a.assignment) + len(b.assignment) == 4 and a.assignment and b.assignment,
+        )
+        assert not (a.assignment & b.assignment), "a partition was given to two members"
+        first = [f"first-{i}" for i in range(200)]
+        produce(broker.bootstrap, topic, first)
+        wait_until("the first records consumed", lambda: {r[2] for r in a.records + b.records} >= set(first))
+        b.kill()  # a crash: no LeaveGroup; the broker notices after session.timeout.ms
+        wait_until("the survivor owning every partition", lambda: a.assignment == {0, 1, 2, 3})
+        second = [f"second-{i}" for i in range(200)]
+        produce(broker.bootstrap, topic, second)
+        wait_until("every record consumed", lambda: {r[2] for r in a.records + b.records} >= set(first + second))
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_committed_offsets_survive_a_broker_restart(tmp_path: Path) -> None:
+    with tidelog_broker(tmp_path, "--set", "group.initial.rebalance.delay.ms=0") as broker:
+        topic, group = "durable", "resumer"
+        create(broker.bootstrap, topic, 2)
+        produce(broker.bootstrap, topic, [f"v{i}" for i in range(100)])
+        consumer = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([topic])
+        seen = 0
+        deadline = time.monotonic() + 30
+        while seen < 60 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen += 1
+        consumer.commit(asynchronous=False)
+        committed = {
+            tp.partition: tp.offset
+            for tp in consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 10)
+        }
+        consumer.close()
+        assert sum(committed.values()) >= 60
+        broker.stop(signal.SIGKILL)
+        broker.restart()
+        again = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "error"})
+        after = {
+            tp.partition: tp.offset for tp in again.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 10)
+        }
+        assert after == committed
+        again.subscribe([topic])
+        rest = []
+        deadline = time.monotonic() + 30
+        while len(rest) < 100 - sum(committed.values()) and time.monotonic() < deadline:
+            msg = again.poll(0.5)
+            if msg is not None and msg.error() is None:
+                rest.append(msg)
+        again.close()
+        assert all(m.offset() >= committed[m.partition()] for m in rest)  # resumed, not restarted
+        assert len(rest) == 100 - sum(committed.values())
+
+
+def test_kafka_python_group_consumer_with_defaults(broker: RunningBroker) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient
+
+    topic, group = f"kpg-{uuid.uuid4().hex[:6]}", f"kp-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 3)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)  # idempotent, acks=all: the defaults
+    for i in range(90):
+        producer.send(topic, value=b"%d" % i)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=8000,
+    )
+    values = sorted(int(m.value) for m in consumer)
+    consumer.commit()
+    consumer.close()
+    assert values == list(range(90))
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    listed = admin.list_groups()
+    assert group in repr(listed)
+    offsets = admin.list_group_offsets({group: None})
+    assert "90" in repr(offsets) or sum(o.offset for o in offsets[group].values()) == 90
+    admin.close()
