@@ -1,9 +1,7 @@
 """Target brokers for the client tests: a real Apache Kafka 4.1.1 (KRaft) on a free loopback port.
 
-The ``target_broker`` fixture is parametrised by broker kind: ``kafka`` by default. Tidelog's own
-broker (``tidelog broker --data-dir DIR --listen 127.0.0.1:PORT``) is ready as the ``tidelog`` kind
-and joins with ``TIDELOG_TEST_BROKERS=kafka,tidelog`` (make it the default once it serves these
-tests). Kafka's jars come from ``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``;
+The ``target_broker`` fixture is parametrised by broker kind: ``kafka`` and ``tidelog`` (Tidelog's
+own ``tidelog broker``) by default; ``TIDELOG_TEST_BROKERS=kafka`` narrows it. Kafka's jars come from ``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``;
 ``TIDELOG_KAFKA_LIBS`` overrides). A broker that cannot start (no ``java``, no jars) FAILS the
 tests with the reason: never a skip.
 
@@ -34,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FETCH_SH = ROOT / "bench" / "kafka" / "fetch.sh"
 KAFKA_VERSION = "4.1.1"
-BROKER_KINDS = [k.strip() for k in os.environ.get("TIDELOG_TEST_BROKERS", "kafka").split(",") if k.strip()]
+BROKER_KINDS = [k.strip() for k in os.environ.get("TIDELOG_TEST_BROKERS", "kafka,tidelog").split(",") if k.strip()]
 START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 20.0
 LOG_TAIL_LINES = 150
