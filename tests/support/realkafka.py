@@ -1,8 +1,9 @@
 """Target brokers for the client tests: a real Apache Kafka 4.1.1 (KRaft) on a free loopback port.
 
 The ``target_broker`` fixture is parametrised by broker kind: ``kafka`` and ``tidelog`` (Tidelog's
-own ``tidelog broker``) by default; ``TIDELOG_TEST_BROKERS=kafka`` narrows it. Kafka's jars come from ``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``;
-``TIDELOG_KAFKA_LIBS`` overrides). A broker that cannot start (no ``java``, no jars) FAILS the
+own ``tidelog broker``) by default; ``TIDELOG_TEST_BROKERS=kafka`` narrows it. Kafka's jars come
+from ``bench/kafka/fetch.sh`` (cached under ``~/.cache/tidelog-bench``; ``TIDELOG_KAFKA_LIBS``
+overrides). A broker that cannot start (no ``java``, no jars) FAILS the
 tests with the reason: never a skip.
 
 The broker's log goes to a file; after every failed test its tail is printed on the terminal.
