@@ -7,7 +7,7 @@ LINKS  := .build/mypy/tidelog
 DATA   ?= data
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit fmt bench-log clean e2e e2e-build
+.PHONY: setup run test lint unit fmt bench-log clean e2e e2e-build images images-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,18 @@ bench-log: setup
 
 ## e2e: the real-Kubernetes suite: on the cluster KUBECONFIG names, or on the local provider, brought
 ## up (building its components on first use, cached under /var/cache/tidelog-e2e) and torn down around it
-e2e: setup
+e2e: setup images
 	PYTHON=$(abspath $(BIN))/python e2e/run-local.sh
+
+## images: the broker and operator images, tidelog/{broker,operator}:<version>-e2e, as OCI archives in
+## /var/cache/tidelog-e2e/images (no Docker; base from debootstrap, cached; root). `up` imports them.
+images: setup
+	PYTHON=$(abspath $(BIN))/python e2e/images/build.sh
+
+## images-docker: the same archives through broker/Dockerfile and operator/Dockerfile (starts a private
+## dockerd from Debian's docker.io if none answers, and stops it)
+images-docker: setup
+	PYTHON=$(abspath $(BIN))/python e2e/images/build.sh --docker
 
 ## e2e-build: build (or find cached) the local cluster's components: Kubernetes, etcd, CoreDNS, helm
 e2e-build:

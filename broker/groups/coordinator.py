@@ -96,6 +96,11 @@ class GroupCoordinator:
             member.sync_future.set_result((UNKNOWN_MEMBER_ID, b""))
         if group.leader_id == member.member_id:
             group.leader_id = next(iter(group.members), None)
+        if not group.members:  # the last member left or died: the group is empty now, durably
+            if group.state != State.EMPTY:
+                group.state = State.PREPARING_REBALANCE
+                self._complete_join(group)
+            return
         if group.state == State.PREPARING_REBALANCE:
             self._maybe_complete_join(group)
         elif group.state in (State.STABLE, State.COMPLETING_REBALANCE):

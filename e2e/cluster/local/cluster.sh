@@ -3,7 +3,9 @@
 #
 #   cluster.sh up                   build (cached) + start everything, wait for the node to be Ready
 #   cluster.sh down                 stop and remove everything; safe twice and from an EXIT trap
-#   cluster.sh load-images REF|TAR  import images (OCI/docker archives, or refs from a docker daemon)
+#   cluster.sh load-images REF|TAR  import images (OCI/docker archives, or refs from a docker daemon);
+#                                   with no argument, the Tidelog images built by e2e/images/build.sh
+#                                   (`up` imports those itself when they are built)
 #   cluster.sh kubeconfig           print the admin kubeconfig's path
 #   cluster.sh status               show what runs
 #
@@ -277,8 +279,23 @@ EOF
   wait_for containerd 30 ctr --address "$CTRD_SOCK" version
 }
 
+# The Tidelog images' OCI archives (built by `make images` = e2e/images/build.sh), if built.
+TIDELOG_IMAGES_BUILD="$HERE/../../images/build.sh"
+tidelog_archives() { TIDELOG_E2E_CACHE="$CACHE" "$TIDELOG_IMAGES_BUILD" --print-archives; }
+
 load_images() {
   local src
+  if (($# == 0)); then
+    # No argument: the Tidelog images. They must have been built first.
+    local missing=0
+    local archives
+    for src in $(tidelog_archives); do
+      [[ -f $src ]] || { log "missing $src"; missing=1; }
+    done
+    ((missing == 0)) || die "Tidelog images not built: run 'make images' (e2e/images/build.sh) first"
+    mapfile -t archives < <(tidelog_archives)
+    set -- "${archives[@]}"
+  fi
   for src in "$@"; do
     if [[ -f $src ]]; then
       log "import $src"
@@ -289,6 +306,16 @@ load_images() {
       docker save "$src" | ctr_ images import - >/dev/null
     fi
   done
+}
+
+# `up` imports the Tidelog images when they are built (`make images`); tests that need them fail
+# with ErrImageNeverPull otherwise, and the log says why.
+load_tidelog_images_if_built() {
+  local src archives=()
+  for src in $(tidelog_archives); do
+    if [[ -f $src ]]; then archives+=("$src"); else log "warning: $src not built (make images)"; fi
+  done
+  ((${#archives[@]} == 0)) || load_images "${archives[@]}"
 }
 
 start_etcd() {
@@ -444,6 +471,7 @@ cmd_up() {
   start_control_plane
   start_containerd
   load_images "$(images_dir)/pause.tar" "$(images_dir)/busybox.tar"
+  load_tidelog_images_if_built
   start_node
   start_coredns
   wait_for "node $NODE_NAME Ready" "$DEADLINE_UP" node_ready
