@@ -13,8 +13,9 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tidelog.broker.groups.group import Group, JoinResult, Member, State
 from tidelog.broker.groups.offsets_store import OffsetEntry, OffsetsStore
@@ -52,9 +53,15 @@ def subscribed_topics(metadata: bytes) -> set[str]:
 
 
 class GroupCoordinator:
-    def __init__(self, store: OffsetsStore, settings: GroupSettings | None = None) -> None:
+    def __init__(
+        self,
+        store: OffsetsStore,
+        settings: GroupSettings | None = None,
+        observe: Callable[[str, Any], None] = lambda _name, _value: None,
+    ) -> None:
         self.store = store
         self.settings = settings or GroupSettings()
+        self.observe = observe
         self.groups: dict[str, Group] = {}
 
     def load(self) -> None:
@@ -296,6 +303,7 @@ class GroupCoordinator:
         if group.leader_id not in group.members:
             group.leader_id = first.member_id
         group.state = State.COMPLETING_REBALANCE
+        self.observe("rebalance", group.group_id)
         for member in group.members.values():
             fut, member.join_future = member.join_future, None
             self._touch(group, member)
@@ -423,6 +431,7 @@ class GroupCoordinator:
         if group is None:
             self.groups[group_id] = Group(group_id)
         self.store.commit(group_id, accepted)
+        self.observe("commit", len(accepted))
         return results
 
     def committed(self, group_id: str, tps: list[tuple[str, int]] | None) -> dict[tuple[str, int], OffsetEntry]:

@@ -68,6 +68,37 @@ class _LogCollector(Collector):
         yield from (size, end, start)
 
 
+# (group, state, members, [(topic, partition, committed offset, log end offset)])
+GroupRow = tuple[str, str, int, list[tuple[str, int, int, int]]]
+
+
+class _GroupCollector(Collector):
+    """Group states and consumer lag (log end offset minus committed offset), computed at scrape time
+    from a snapshot the broker hands over: no separate exporter needed."""
+
+    def __init__(self, rows: Callable[[], list[GroupRow]], label: Callable[[str], str]) -> None:
+        self._rows = rows
+        self._label = label
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = GaugeMetricFamily(
+            "tidelog_group_state", "1 for the state a consumer group is in", labels=["group", "state"]
+        )
+        members = GaugeMetricFamily("tidelog_group_members", "Members of a consumer group", labels=["group"])
+        lag = GaugeMetricFamily(
+            "tidelog_consumer_lag",
+            "Log end offset minus the group's committed offset",
+            labels=["group", "topic", "partition"],
+        )
+        for group, group_state, count, partitions in self._rows():
+            g = self._label(group)
+            state.add_metric([g, group_state], 1)
+            members.add_metric([g], count)
+            for topic, partition, committed, end in partitions:
+                lag.add_metric([g, self._label(topic), str(partition)], max(end - committed, 0))
+        yield from (state, members, lag)
+
+
 class BrokerMetrics:
     def __init__(self, max_topic_labels: int = 1000) -> None:
         self.registry = CollectorRegistry()
@@ -95,8 +126,15 @@ class BrokerMetrics:
         self.send_path = Counter(
             "tidelog_fetch_send_bytes", "Record bytes sent, by path (sendfile or copy)", ["path"], registry=r
         )
+        self.rebalances = Counter("tidelog_group_rebalances", "Completed rebalances (new generations)", registry=r)
+        self.commits = Counter("tidelog_offset_commits", "Offsets committed", registry=r)
         self.manager: LogManager | None = None
+        self.group_rows: Callable[[], list[GroupRow]] = list
         r.register(_LogCollector(lambda: self.manager, self.topic_label))
+        r.register(_GroupCollector(self._group_rows, self.topic_label))
+
+    def _group_rows(self) -> list[GroupRow]:
+        return self.group_rows()
 
     def topic_label(self, topic: str) -> str:
         if topic in self._topics:
@@ -133,6 +171,10 @@ class BrokerMetrics:
             self.unsupported.labels(
                 str(key) if key in API_NAMES else "other", str(version) if 0 <= version <= 20 else "other"
             ).inc()
+        elif name == "rebalance":
+            self.rebalances.inc()
+        elif name == "commit":
+            self.commits.inc(value)
         elif name == "connections":
             self.connections.set(value)
 

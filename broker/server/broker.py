@@ -21,7 +21,7 @@ from tidelog.broker.groups.coordinator import GroupCoordinator, GroupSettings
 from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.groups.offsets_store import OffsetsStore
 from tidelog.broker.log.manager import LogManager, ManagerSettings
-from tidelog.broker.metrics.broker_metrics import BrokerMetrics
+from tidelog.broker.metrics.broker_metrics import BrokerMetrics, GroupRow
 from tidelog.broker.server.config import BrokerConfig
 from tidelog.broker.server.connection import KafkaConnection
 
@@ -116,8 +116,10 @@ class Broker:
                 c.group_min_session_timeout_ms,
                 c.group_max_session_timeout_ms,
             ),
+            self.metrics.observe,
         )
         coordinator.load()
+        self.metrics.group_rows = lambda: _group_rows(coordinator, self.logs)
         return coordinator
 
     def _new_connection(self) -> KafkaConnection:
@@ -173,3 +175,19 @@ class Broker:
         if self.logs is not None:
             await self.logs.close()
         log.info("broker stopped: logs flushed and checkpointed")
+
+
+def _group_rows(coordinator: GroupCoordinator, logs: LogManager | None) -> list[GroupRow]:
+    """A snapshot of groups and their lag for the metrics thread (copies: the loop keeps mutating)."""
+    rows: list[GroupRow] = []
+    for group_id in list(coordinator.groups):
+        group = coordinator.groups.get(group_id)
+        if group is None:
+            continue
+        partitions = []
+        for (topic, partition), entry in list(coordinator.store.offsets.get(group_id, {}).items()):
+            plog = logs.get(topic, partition) if logs is not None else None
+            if plog is not None:
+                partitions.append((topic, partition, entry.offset, plog.log_end_offset))
+        rows.append((group_id, group.state.value, len(group.members), partitions))
+    return rows

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -178,6 +179,17 @@ def test_kafka_python_group_consumer_with_defaults(broker: RunningBroker) -> Non
     consumer.close()
     assert values == list(range(90))
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(5):  # 5 more records: the group's lag is 5
+        producer.send(topic, value=b"late-%d" % i, partition=0)
+    producer.flush()
+    producer.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    lag = [line for line in text.splitlines() if line.startswith(f'tidelog_consumer_lag{{group="{group}"')]
+    assert sum(float(line.split()[-1]) for line in lag) == 5
+    assert f'tidelog_group_state{{group="{group}",state="Empty"}} 1.0' in text
+    assert "tidelog_group_rebalances_total" in text
     listed = admin.list_groups()
     assert group in repr(listed)
     offsets = admin.list_group_offsets({group: None})

@@ -63,3 +63,79 @@ def test_java_tools_produce_idempotently_and_consume_in_a_group(broker: RunningB
     lines = consumed.stdout.splitlines()
     assert len(lines) == 20500
     assert {e["value"] for e in acked} <= set(lines)  # every acknowledged record was read back
+
+
+def test_kafka_consumer_groups_tool_lists_describes_and_resets(broker: RunningBroker) -> None:
+    import datetime
+    import time
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic, group = f"cg-{uuid.uuid4().hex[:6]}", f"cg-{uuid.uuid4().hex[:6]}"
+    base = int(time.time() * 1000) - 100_000
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(30):
+        producer.produce(topic, value=b"%d" % i, partition=0, timestamp=base + i * 1000)
+    assert producer.flush(15) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 30 and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        seen += msg is not None and msg.error() is None
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    tool = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+    listed = run_java_tool(tool, "--bootstrap-server", broker.bootstrap, "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert group in listed.stdout.split()
+    described = run_java_tool(tool, "--bootstrap-server", broker.bootstrap, "--describe", "--group", group)
+    assert described.returncode == 0, described.stderr
+    row = next(line.split() for line in described.stdout.splitlines() if topic in line)
+    assert row[2:6] == ["0", "30", "30", "0"]  # partition, current offset, log end, lag
+
+    def committed() -> int:
+        check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        try:
+            return int(check.committed([TopicPartition(topic, 0)], 10)[0].offset)
+        finally:
+            check.close()
+
+    reset = run_java_tool(
+        tool,
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--reset-offsets",
+        "--to-earliest",
+        "--execute",
+    )
+    assert reset.returncode == 0, reset.stderr + reset.stdout
+    assert committed() == 0
+    when = datetime.datetime.fromtimestamp((base + 10_500) / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    travel = run_java_tool(
+        tool,
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--group",
+        group,
+        "--topic",
+        topic,
+        "--reset-offsets",
+        "--to-datetime",
+        when[:-3],
+        "--execute",
+    )
+    assert travel.returncode == 0, travel.stderr + travel.stdout
+    assert committed() == 11  # the first record at or after base + 10.5 s
