@@ -27,9 +27,15 @@ def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
         for t in r.topics
         for p in t.partitions
     }
+    unknown = {tp for tp in offsets if not ctx.topics.has_partition(*tp)}
     results = ctx.groups.commit(
-        r.group_id, generation, r.member_id, messages.field_or(r, "group_instance_id", None), offsets
+        r.group_id,
+        generation,
+        r.member_id,
+        messages.field_or(r, "group_instance_id", None),
+        {tp: v for tp, v in offsets.items() if tp not in unknown},
     )
+    results.update(dict.fromkeys(unknown, 3))  # UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
     topics: dict[str, list[dict[str, int]]] = {}
     for (topic, partition), code in results.items():
         topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))

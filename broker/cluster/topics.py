@@ -113,6 +113,10 @@ class TopicStore:
         }
         self.io.write_file_atomically(self.path, json.dumps(data, indent=1).encode())
 
+    def has_partition(self, topic: str, partition: int) -> bool:
+        info = self.topics.get(topic)
+        return info is not None and 0 <= partition < info.partitions
+
     def log_config(self, name: str) -> LogConfig:
         info = self.topics.get(name)
         return LogConfig.from_properties(info.configs, self.defaults) if info else self.defaults
