@@ -11,6 +11,7 @@ from confluent_kafka import Consumer
 def main() -> None:
     bootstrap, group, topic = sys.argv[1:4]
     strategy = sys.argv[4] if len(sys.argv) > 4 else "range"
+    manual = len(sys.argv) > 5 and sys.argv[5] == "manual"  # commit each record, then report it
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -19,7 +20,7 @@ def main() -> None:
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
             "partition.assignment.strategy": strategy,
-            "enable.auto.commit": True,
+            "enable.auto.commit": not manual,
             "auto.commit.interval.ms": 200,
         }
     )
@@ -44,6 +45,8 @@ def main() -> None:
     while True:
         msg = consumer.poll(0.2)
         if msg is not None and msg.error() is None:
+            if manual:
+                consumer.commit(message=msg, asynchronous=False)
             print(f"{msg.partition()} {msg.offset()} {msg.value().decode()}", flush=True)
 
 

@@ -36,9 +36,9 @@ def produce(bootstrap: str, topic: str, values: list[str]) -> None:
 class Member:
     """A member process whose output is collected by a thread."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range") -> None:
+    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range", mode: str = "auto") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(MEMBER), bootstrap, group, topic, strategy],
+            [sys.executable, str(MEMBER), bootstrap, group, topic, strategy, mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -108,6 +108,53 @@ def test_member_death_moves_partitions_and_loses_nothing(broker: RunningBroker, 
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.mark.slow
+def test_three_members_one_killed_nothing_processed_is_reread_and_it_resumes(broker: RunningBroker) -> None:
+    """Manual commits after processing: a killed member's partitions move to the two survivors, which
+    start after its last commit; restarted, it resumes from the committed offsets."""
+    topic, group = f"grp3-{uuid.uuid4().hex[:6]}", f"g3-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 6)
+    members = [Member(broker.bootstrap, group, topic, "range", "manual") for _ in range(3)]
+    killed: list[Member] = []
+    try:
+        wait_until(
+            "three members sharing 6 partitions",
+            lambda: sum(len(m.assignment) for m in members) == 6 and all(m.assignment for m in members),
+        )
+        first = [f"a-{i}" for i in range(300)]
+        produce(broker.bootstrap, topic, first)
+        wait_until("the first records processed", lambda: {r[2] for m in members for r in m.records} >= set(first))
+        victim = members.pop()
+        killed.append(victim)
+        processed_by_victim = {(p, o) for p, o, _ in victim.records}
+        victim.kill()
+        wait_until(
+            "two survivors owning all 6 partitions",
+            lambda: (
+                set().union(*(m.assignment for m in members)) == set(range(6))
+                and sum(len(m.assignment) for m in members) == 6
+            ),
+        )
+        second = [f"b-{i}" for i in range(300)]
+        produce(broker.bootstrap, topic, second)
+        wait_until(
+            "every record processed",
+            lambda: {r[2] for m in [*members, victim] for r in m.records} >= set(first + second),
+        )
+        reread = {(p, o) for m in members for p, o, _ in m.records} & processed_by_victim
+        assert not reread, f"records the dead member processed and committed were read again: {sorted(reread)[:5]}"
+        back = Member(broker.bootstrap, group, topic, "range", "manual")
+        members.append(back)
+        wait_until("the returning member getting partitions", lambda: bool(back.assignment))
+        third = [f"c-{i}" for i in range(60)]
+        produce(broker.bootstrap, topic, third)
+        wait_until("the last records processed", lambda: {r[2] for m in members for r in m.records} >= set(third))
+        assert not {r[2] for r in back.records} & set(first + second)  # it resumed from the commits
+    finally:
+        for m in members + killed:
+            m.stop()
 
 
 def test_committed_offsets_survive_a_broker_restart(tmp_path: Path) -> None:
