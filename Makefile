@@ -7,7 +7,7 @@ LINKS  := .build/mypy/tidelog
 DATA   ?= data
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit fmt bench-log clean e2e e2e-build images images-docker
+.PHONY: setup run test lint unit fmt bench-log bench-quick bench bench-full clean e2e e2e-build images images-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ run: setup
 	$(BIN)/tidelog broker --data-dir $(DATA) --listen 127.0.0.1:9092
 
 lint: setup
-	$(BIN)/ruff check broker operator tests e2e bench/log_micro.py
-	$(BIN)/ruff format --check broker operator tests e2e bench/log_micro.py
+	$(BIN)/ruff check broker operator tests e2e bench
+	$(BIN)/ruff format --check broker operator tests e2e bench
 	$(BIN)/mypy -p tidelog.broker -p tidelog.operator
 	PYTHONPATH=.build/mypy $(BIN)/lint-imports
 
@@ -41,8 +41,17 @@ unit: setup
 test: lint unit
 
 fmt: setup
-	$(BIN)/ruff check --fix broker operator tests e2e bench/log_micro.py
-	$(BIN)/ruff format broker operator tests e2e bench/log_micro.py
+	$(BIN)/ruff check --fix broker operator tests e2e bench
+	$(BIN)/ruff format broker operator tests e2e bench
+
+## bench-quick / bench / bench-full: Tidelog and Apache Kafka side by side (about 2 / 6-20 / 50 minutes),
+## results in bench/results/ (see bench/README.md)
+bench-quick: setup
+	$(MAKE) -C bench quick
+bench: setup
+	$(MAKE) -C bench default
+bench-full: setup
+	$(MAKE) -C bench full
 
 ## bench-log: the log storage micro-benchmark (append and sendfile read vs dd on the same disk)
 bench-log: setup

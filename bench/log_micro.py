@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tidelog.broker.log.config import LogConfig
 from tidelog.broker.log.files import FileRegion
@@ -82,7 +83,7 @@ def bench_dd_read(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _drain(port: int, expected: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _drain(port: int, expected: int, ready: Any) -> None:
     """The consumer side: accept one connection and read ``expected`` bytes into a reused buffer."""
     with socket.create_server(("127.0.0.1", port)) as server:
         ready.set()

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
+import limits
 from harness import java, machine, report
 from harness.runner import Results, log, run_profile
-from harness.systems import SYSTEMS, SystemUnavailable
+from harness.systems import SYSTEMS, SystemUnavailableError
 from harness.workloads import PROFILES
-
-import limits
 
 BENCH = Path(__file__).resolve().parent
 
@@ -27,26 +27,43 @@ BENCH = Path(__file__).resolve().parent
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--systems", default="kafka,tidelog",
-                    help="comma-separated, run in this order each round (default kafka,tidelog)")
+    ap.add_argument(
+        "--systems",
+        default="kafka,tidelog",
+        help="comma-separated, run in this order each round (default kafka,tidelog)",
+    )
     ap.add_argument("--repeats", type=int, help="rounds (default: the profile's, at least 3)")
     ap.add_argument("--workloads", default="", help="only workloads whose name contains this")
     ap.add_argument("--no-limits", action="store_true", help="skip the physical-limit probes")
     ap.add_argument("--unpinned", action="store_true", help="no taskset (what users see)")
-    ap.add_argument("--data-root", type=Path, default=java.cache_root() / "data",
-                    help="brokers' data directories (default: under the bench cache)")
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        default=java.cache_root() / "data",
+        help="brokers' data directories (default: under the bench cache)",
+    )
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--list", action="store_true", help="print the profile's workloads and exit")
     return ap.parse_args(argv)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SystemExit unwinds through run_profile's finally blocks, which stop the brokers we started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     a = parse(argv)
     profile = PROFILES[a.profile]
     if a.workloads:
-        profile = type(profile)(profile.name, [w for w in profile.workloads
-                                               if a.workloads in w.name],
-                                profile.repeats, profile.limits, profile.warmup_records)
+        profile = type(profile)(
+            profile.name,
+            [w for w in profile.workloads if a.workloads in w.name],
+            profile.repeats,
+            profile.limits,
+            profile.warmup_records,
+        )
     if a.list:
         for w in profile.workloads:
             print(f"{w.name:45} {w.describe()}")
@@ -55,17 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.strip() for s in a.systems.split(",") if s.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
-        print(f"unknown system(s): {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}",
-              file=sys.stderr)
+        print(f"unknown system(s): {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
         return 2
     systems = [SYSTEMS[n](a.data_root, broker_cpu) for n in names]
     try:
         for s in systems:
             s.check()
-    except SystemUnavailable as e:
+    except SystemUnavailableError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2
     repeats = a.repeats or profile.repeats
+    if repeats < 3:
+        log(f"warning: {repeats} repeat(s): the method asks for at least 3 (median, min, max)")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -66,15 +66,22 @@ def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, 
 
 
 def _producer_args(p: dict[str, Any]) -> list[str]:
-    return ["--size", str(p["size"]), "--acks", str(p["acks"]), "--compression",
-            p["compression"], "--linger-ms", str(p["linger_ms"]), "--batch-size",
-            str(p["batch_size"])]
+    return [
+        "--size",
+        str(p["size"]),
+        "--acks",
+        str(p["acks"]),
+        "--compression",
+        p["compression"],
+        "--linger-ms",
+        str(p["linger_ms"]),
+        "--batch-size",
+        str(p["batch_size"]),
+    ]
 
 
-def rdk_produce(cpu: str | None, bootstrap: str, topic: str, count: int,
-                p: dict[str, Any]) -> dict[str, Any]:
-    cmd = rdkgen_cmd("produce", "--bootstrap", bootstrap, "--topic", topic, "--count",
-                     str(count), *_producer_args(p))
+def rdk_produce(cpu: str | None, bootstrap: str, topic: str, count: int, p: dict[str, Any]) -> dict[str, Any]:
+    cmd = rdkgen_cmd("produce", "--bootstrap", bootstrap, "--topic", topic, "--count", str(count), *_producer_args(p))
     return _json(_run(_pinned(cpu, cmd), timeout=600))
 
 
@@ -83,20 +90,28 @@ def rdk_consume(cpu: str | None, bootstrap: str, topic: str, count: int) -> dict
     return _json(_run(_pinned(cpu, cmd), timeout=600))
 
 
-def rdk_e2e(cpu: str | None, bootstrap: str, topic: str, count: int, rate: float,
-            p: dict[str, Any]) -> dict[str, Any]:
-    """Fixed-rate end-to-end latency: a consumer process, then a producer process at ``rate``."""
-    common = ["--bootstrap", bootstrap, "--topic", topic, "--count", str(count)]
-    cons = subprocess.Popen(_pinned(cpu, rdkgen_cmd("e2e-consume", *common)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def rdk_e2e(
+    cpu: str | None, bootstrap: str, topic: str, count: int, rate: float, p: dict[str, Any], warmup: int = 0
+) -> dict[str, Any]:
+    """Fixed-rate end-to-end latency: a consumer process, then a producer process at ``rate``.
+
+    ``warmup`` more records are sent first at the same rate and left out of the percentiles.
+    """
+    common = ["--bootstrap", bootstrap, "--topic", topic, "--count", str(count + warmup)]
+    cons_cmd = _pinned(cpu, rdkgen_cmd("e2e-consume", *common, "--skip", str(warmup)))
+    cons = subprocess.Popen(cons_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert cons.stdout is not None
+        assert cons.stderr is not None
         line = cons.stdout.readline()
         if line.strip() != "READY":
             raise GeneratorError(f"e2e consumer did not start: {line}{cons.stderr.read()}")
-        prod = _json(_run(_pinned(cpu, rdkgen_cmd(
-            "e2e-produce", *common, "--rate", str(rate), *_producer_args(p))),
-            timeout=count / rate + 120))
+        prod = _json(
+            _run(
+                _pinned(cpu, rdkgen_cmd("e2e-produce", *common, "--rate", str(rate), *_producer_args(p))),
+                timeout=count / rate + 120,
+            )
+        )
         out, err = cons.communicate(timeout=60)
     finally:
         if cons.poll() is None:
@@ -116,29 +131,61 @@ _PP = re.compile(
 )
 
 
-def perf_produce(cpu: str | None, libs: Path, bootstrap: str, topic: str, count: int,
-                 p: dict[str, Any]) -> dict[str, Any]:
-    props = [f"bootstrap.servers={bootstrap}", f"acks={p['acks']}",
-             f"linger.ms={int(p['linger_ms'])}", f"batch.size={p['batch_size']}",
-             f"compression.type={p['compression']}", "buffer.memory=268435456",
-             "max.request.size=2097152"]
-    cmd = java.tool_cmd(libs, TOOLS + "ProducerPerformance", "--topic", topic, "--num-records",
-                        str(count), "--record-size", str(p["size"]), "--throughput", "-1",
-                        "--producer-props", *props)
+def perf_produce(
+    cpu: str | None, libs: Path, bootstrap: str, topic: str, count: int, p: dict[str, Any]
+) -> dict[str, Any]:
+    props = [
+        f"bootstrap.servers={bootstrap}",
+        f"acks={p['acks']}",
+        f"linger.ms={int(p['linger_ms'])}",
+        f"batch.size={p['batch_size']}",
+        f"compression.type={p['compression']}",
+        # buffer.memory stays at its 32 MiB default: 256 MiB ran the tool's 512 MiB heap out of
+        # memory with lz4 and 1 MiB batches (OutOfMemoryError in BufferPool.allocateByteBuffer).
+        "max.request.size=2097152",
+    ]
+    cmd = java.tool_cmd(
+        libs,
+        TOOLS + "ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(count),
+        "--record-size",
+        str(p["size"]),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        *props,
+    )
     out = _run(_pinned(cpu, cmd), timeout=600)
     found = _PP.findall(out)
     if not found:
         raise GeneratorError(f"ProducerPerformance: no summary line in:\n{out[-2000:]}")
     n, rps = int(found[-1][0]), float(found[-1][1])
-    return {"records": n, "seconds": n / rps if rps else float("nan"),
-            "ack_p50_ms": float(found[-1][5]), "ack_p99_ms": float(found[-1][7])}
+    return {
+        "records": n,
+        "seconds": n / rps if rps else float("nan"),
+        "ack_p50_ms": float(found[-1][5]),
+        "ack_p99_ms": float(found[-1][7]),
+    }
 
 
-def perf_consume(cpu: str | None, libs: Path, bootstrap: str, topic: str,
-                 count: int) -> dict[str, Any]:
-    cmd = java.tool_cmd(libs, TOOLS + "ConsumerPerformance", "--bootstrap-server", bootstrap,
-                        "--topic", topic, "--messages", str(count), "--timeout", "20000",
-                        "--group", f"perf-{time.monotonic_ns()}")
+def perf_consume(cpu: str | None, libs: Path, bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    cmd = java.tool_cmd(
+        libs,
+        TOOLS + "ConsumerPerformance",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(count),
+        "--timeout",
+        "20000",
+        "--group",
+        f"perf-{time.monotonic_ns()}",
+    )
     out = _run(_pinned(cpu, cmd), timeout=600)
     rows = [ln for ln in out.splitlines() if ln.count(",") >= 9 and ln[:1].isdigit()]
     if not rows:
@@ -146,22 +193,26 @@ def perf_consume(cpu: str | None, libs: Path, bootstrap: str, topic: str,
     f = [x.strip() for x in rows[-1].split(",")]
     # start, end, MB, MB.sec, nMsg, nMsg.sec, rebalance.ms, fetch.time.ms, fetch.MB.sec, ...
     n, fetch_ms = int(f[4]), float(f[7])
-    return {"records": n, "seconds": fetch_ms / 1000, "rebalance_ms": float(f[6]),
-            "errors": max(0, count - n)}
+    return {"records": n, "seconds": fetch_ms / 1000, "rebalance_ms": float(f[6]), "errors": max(0, count - n)}
 
 
 _E2E_AVG = re.compile(r"Avg latency: ([\d.]+) ms")
 _E2E_PCT = re.compile(r"Percentiles: 50th = (\d+), 99th = (\d+), 99\.9th = (\d+)")
 
 
-def perf_pingpong(cpu: str | None, libs: Path, bootstrap: str, topic: str, count: int,
-                  size: int, acks: str) -> dict[str, Any]:
+def perf_pingpong(
+    cpu: str | None, libs: Path, bootstrap: str, topic: str, count: int, size: int, acks: str
+) -> dict[str, Any]:
     """Kafka's EndToEndLatency: one record at a time, send then wait to consume it (ms ints)."""
-    cmd = java.tool_cmd(libs, TOOLS + "EndToEndLatency", bootstrap, topic, str(count), acks,
-                        str(size))
+    cmd = java.tool_cmd(libs, TOOLS + "EndToEndLatency", bootstrap, topic, str(count), acks, str(size))
     out = _run(_pinned(cpu, cmd), timeout=600)
     avg, pct = _E2E_AVG.search(out), _E2E_PCT.search(out)
     if not avg or not pct:
         raise GeneratorError(f"EndToEndLatency: no summary in:\n{out[-2000:]}")
-    return {"records": count, "mean_ms": float(avg.group(1)), "p50_ms": float(pct.group(1)),
-            "p99_ms": float(pct.group(2)), "p999_ms": float(pct.group(3))}
+    return {
+        "records": count,
+        "mean_ms": float(avg.group(1)),
+        "p50_ms": float(pct.group(1)),
+        "p99_ms": float(pct.group(2)),
+        "p999_ms": float(pct.group(3)),
+    }

@@ -39,9 +39,7 @@ def cache_root() -> Path:
 def libs_dir() -> Path:
     """Run ``fetch.sh`` (a no-op when cached) and return the directory of Kafka's jars."""
     env = dict(os.environ, KAFKA_VERSION=KAFKA_VERSION, TIDELOG_BENCH_CACHE=str(cache_root()))
-    out = subprocess.run(
-        ["bash", str(FETCH_SH)], capture_output=True, text=True, env=env, check=False
-    )
+    out = subprocess.run(["bash", str(FETCH_SH)], capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"bench/kafka/fetch.sh failed ({out.returncode}):\n{out.stderr}")
     return Path(out.stdout.strip().splitlines()[-1])

@@ -9,11 +9,12 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _first(path: str, key: str) -> str:
     try:
-        with open(path) as f:
+        with Path(path).open() as f:
             for line in f:
                 if line.startswith(key):
                     return line.split(":", 1)[1].strip()
@@ -24,9 +25,7 @@ def _first(path: str, key: str) -> str:
 
 def _java_version() -> str:
     try:
-        out = subprocess.run(
-            ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "missing"
     lines = out.stderr.strip().splitlines()

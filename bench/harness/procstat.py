@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -18,10 +19,9 @@ def _children(pid: int) -> list[int]:
     """Direct children of ``pid`` (all threads' child lists)."""
     kids: list[int] = []
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        for task in Path(f"/proc/{pid}/task").iterdir():
             try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    kids.extend(int(x) for x in f.read().split())
+                kids.extend(int(x) for x in (task / "children").read_text().split())
             except OSError:
                 continue
     except OSError:
@@ -41,8 +41,7 @@ def tree(pid: int) -> list[int]:
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
+        raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.

@@ -20,7 +20,8 @@ import uuid
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 
 def _payload(size: int) -> bytearray:
@@ -47,8 +48,11 @@ def _create(a: argparse.Namespace) -> int:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until every partition has a leader
         md = admin.list_topics(a.topic, timeout=5).topics.get(a.topic)
-        if md and md.error is None and len(md.partitions) == a.partitions and all(
-            p.leader >= 0 for p in md.partitions.values()
+        if (
+            md
+            and md.error is None
+            and len(md.partitions) == a.partitions
+            and all(p.leader >= 0 for p in md.partitions.values())
         ):
             return 0
         time.sleep(0.05)
@@ -60,17 +64,21 @@ def _producer(a: argparse.Namespace, errors: list[int]) -> Producer:
         if err is not None:
             errors[0] += 1
 
-    return Producer({
-        "bootstrap.servers": a.bootstrap,
-        "acks": a.acks,
-        "linger.ms": a.linger_ms,
-        "batch.size": a.batch_size,
-        "compression.type": a.compression,
-        "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 2_097_151,
-        "delivery.report.only.error": True,
-        "on_delivery": on_delivery,
-    })
+    return Producer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "acks": a.acks,
+            "linger.ms": a.linger_ms,
+            "batch.size": a.batch_size,
+            "compression.type": a.compression,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2_097_151,
+            "delivery.report.only.error": True,
+            # Kafka's Java clients and brokers set TCP_NODELAY; librdkafka leaves Nagle on by default.
+            "socket.nagle.disable": True,
+            "on_delivery": on_delivery,
+        }
+    )
 
 
 def _produce(a: argparse.Namespace) -> dict[str, Any]:
@@ -94,13 +102,19 @@ def _produce(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _assign(a: argparse.Namespace) -> Consumer:
-    c = Consumer({
-        "bootstrap.servers": a.bootstrap,
-        "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "fetch.wait.max.ms": 100,
-        "enable.partition.eof": False,
-    })
+    c = Consumer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+            "enable.partition.eof": False,
+            "socket.nagle.disable": True,
+            # librdkafka >= 2.4 postpones a partition's next fetch by fetch.queue.backoff.ms (1 s)
+            # once its local queue passes queued.min.messages.
+            "fetch.queue.backoff.ms": 1,
+        }
+    )
     md = c.list_topics(a.topic, timeout=10).topics[a.topic]
     c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in md.partitions])
     return c
@@ -112,7 +126,8 @@ def _consume(a: argparse.Namespace) -> dict[str, Any]:
     first_batch = 0
     idle_deadline = time.monotonic() + a.timeout
     while got < a.count and time.monotonic() < idle_deadline:
-        msgs = c.consume(num_messages=10000, timeout=0.5)
+        # consume() blocks until num_messages or the timeout: never ask for more than is left.
+        msgs = c.consume(num_messages=min(10000, a.count - got), timeout=0.5)
         if not msgs:
             continue
         now = time.monotonic()
@@ -125,8 +140,12 @@ def _consume(a: argparse.Namespace) -> dict[str, Any]:
         t_last = now
     c.close()
     # Throughput from the first batch's arrival to the last's: excludes connection set-up.
-    return {"records": got - first_batch, "seconds": max(t_last - t_first, 1e-9),
-            "consumed": got, "errors": errors + (a.count - got)}
+    return {
+        "records": got - first_batch,
+        "seconds": max(t_last - t_first, 1e-9),
+        "consumed": got,
+        "errors": errors + (a.count - got),
+    }
 
 
 def _e2e_produce(a: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +179,7 @@ def _e2e_produce(a: argparse.Namespace) -> dict[str, Any]:
 def _pct(sorted_ns: list[int], q: float) -> float:
     if not sorted_ns:
         return float("nan")
-    k = min(len(sorted_ns) - 1, max(0, int(round(q * len(sorted_ns))) - 1))
+    k = min(len(sorted_ns) - 1, max(0, round(q * len(sorted_ns)) - 1))
     return sorted_ns[k] / 1e6
 
 
@@ -171,19 +190,27 @@ def _e2e_consume(a: argparse.Namespace) -> dict[str, Any]:
     lat: list[int] = []
     unpack, mono = struct.unpack_from, time.monotonic_ns
     idle_deadline = time.monotonic() + a.timeout
+    poll = c.poll
     while len(lat) < a.count and time.monotonic() < idle_deadline:
-        msgs = c.consume(num_messages=10000, timeout=0.2)
+        # poll(), not consume(n): consume() waits to fill its batch, which would add latency.
+        m = poll(0.1)
+        if m is None:
+            continue
         now = mono()
-        for m in msgs:
-            if m.error() is None:
-                lat.append(now - unpack("<q", m.value(), 0)[0])
-        if msgs:
+        value = m.value()
+        if m.error() is None and value is not None:
+            lat.append(now - unpack("<q", value, 0)[0])
             idle_deadline = time.monotonic() + a.timeout
     c.close()
-    lat.sort()
+    errors = a.count - len(lat)
+    lat = sorted(lat[a.skip :])  # the first records are warm-up: not measured
     return {
-        "records": len(lat), "errors": a.count - len(lat),
-        "p50_ms": _pct(lat, 0.50), "p99_ms": _pct(lat, 0.99), "p999_ms": _pct(lat, 0.999),
+        "records": len(lat),
+        "warmup_records": a.skip,
+        "errors": errors,
+        "p50_ms": _pct(lat, 0.50),
+        "p99_ms": _pct(lat, 0.99),
+        "p999_ms": _pct(lat, 0.999),
         "max_ms": lat[-1] / 1e6 if lat else float("nan"),
         "mean_ms": sum(lat) / len(lat) / 1e6 if lat else float("nan"),
     }
@@ -191,8 +218,7 @@ def _e2e_consume(a: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["ready", "create", "produce", "consume",
-                                     "e2e-produce", "e2e-consume"])
+    ap.add_argument("mode", choices=["ready", "create", "produce", "consume", "e2e-produce", "e2e-consume"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", default="bench")
     ap.add_argument("--partitions", type=int, default=1)
@@ -205,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=1_048_576)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--skip", type=int, default=0, help="e2e-consume: warm-up records not measured")
     a = ap.parse_args(argv)
     if a.mode == "ready":
         return _ready(a)
     if a.mode == "create":
         return _create(a)
-    run = {"produce": _produce, "consume": _consume, "e2e-produce": _e2e_produce,
-           "e2e-consume": _e2e_consume}[a.mode]
+    run = {"produce": _produce, "consume": _consume, "e2e-produce": _e2e_produce, "e2e-consume": _e2e_consume}[a.mode]
     print(json.dumps(run(a)), flush=True)
     return 0
 

@@ -17,8 +17,21 @@ from typing import Any
 from harness.runner import Results
 from harness.workloads import Profile
 
-METRICS = ["records_per_s", "MB_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms", "cpu_s_per_GB",
-           "cpu_s_per_Mrec", "rss_peak_MB", "startup_s", "idle_rss_MB"]
+METRICS = [
+    "records_per_s",
+    "MB_per_s",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "mean_ms",
+    "cpu_s_per_GB",
+    "cpu_s_per_Mrec",
+    "rss_peak_MB",
+    "generator_cpu_util",
+    "startup_s",
+    "idle_rss_MB",
+]
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -35,7 +48,7 @@ def limit_for(workload: str, metric: str, lim: dict[str, Any]) -> tuple[float, s
         if workload.startswith("produce"):
             disk, what = lim.get("pagecache_write_MBps"), "page-cache write"
         elif workload.endswith(("-cold-rdk", "-cold-perf")):
-            disk, what = lim.get("direct_read_MBps"), "O_DIRECT read"
+            disk, what = lim.get("buffered_read_cold_MBps"), "cold buffered read"
         elif workload.startswith("consume"):
             disk, what = lim.get("pagecache_read_MBps"), "page-cache read"
         else:
@@ -53,8 +66,10 @@ def aggregate(results: Results, limits: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for wname, by_sys in results.samples.items():
         for metric in METRICS:
-            stats = {s: _stats([x.get(metric, math.nan) for x in samples])
-                     for s, samples in by_sys.items()}
+            stats = {
+                s: _stats([x.get(metric, math.nan) for x in samples if not x.get("excluded")])
+                for s, samples in by_sys.items()
+            }
             stats = {s: v for s, v in stats.items() if v is not None}
             if not stats:
                 continue
@@ -73,16 +88,24 @@ def aggregate(results: Results, limits: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _num(x: float) -> str:
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
 def _cell(s: dict[str, float] | None) -> str:
     if not s:
         return "—"
     if s["n"] == 1:
-        return f"{s['median']:.4g}"
-    return f"{s['median']:.4g} ({s['min']:.4g}–{s['max']:.4g})"
+        return _num(s["median"])
+    return f"{_num(s['median'])} [{_num(s['min'])}, {_num(s['max'])}]"
 
 
 def _ratio(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}"
+    return "—" if x is None else f"{x:.3g}"
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -96,18 +119,20 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.  ",
         f"Pinning: broker `{doc['broker_cpu'] or 'unpinned'}`, generator "
         f"`{doc['generator_cpu'] or 'unpinned'}`; {doc['repeats']} repeats, systems alternating "
-        f"{' / '.join(doc['systems'])} per round; cells are median (min–max). MB = 10^6 bytes.",
+        f"{' / '.join(doc['systems'])} per round; cells are median [min, max]. MB = 10^6 bytes.",
         "",
         "| workload | metric | Kafka | Tidelog | limit | T/K | T/limit | K/limit |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         s = r["systems"]
-        limit = f"{r['limit']:.4g} ({r['limit_name']})" if "limit" in r else "—"
-        out.append(f"| {r['workload']} | {r['metric']} | {_cell(s.get('kafka'))} | "
-                   f"{_cell(s.get('tidelog'))} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
-                   f" | {_ratio(r.get('tidelog_over_limit'))} | "
-                   f"{_ratio(r.get('kafka_over_limit'))} |")
+        limit = f"{_num(r['limit'])} ({r['limit_name']})" if "limit" in r else "—"
+        out.append(
+            f"| {r['workload']} | {r['metric']} | {_cell(s.get('kafka'))} | "
+            f"{_cell(s.get('tidelog'))} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
+            f" | {_ratio(r.get('tidelog_over_limit'))} | "
+            f"{_ratio(r.get('kafka_over_limit'))} |"
+        )
     out += ["", "Workloads:", ""]
     out += [f"- `{name}`: {desc}" for name, desc in doc["workloads"].items()]
     if doc["rates"]:
@@ -120,18 +145,21 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write(out_dir: Path, stamp: str, profile: Profile, results: Results, limits: dict[str, Any],
-          meta: dict[str, Any]) -> tuple[Path, Path]:
+def write(
+    out_dir: Path, stamp: str, profile: Profile, results: Results, limits: dict[str, Any], meta: dict[str, Any]
+) -> tuple[Path, Path]:
     doc: dict[str, Any] = dict(meta)
-    doc.update({
-        "profile": profile.name,
-        "workloads": {w.name: w.describe() for w in profile.workloads},
-        "limits": limits,
-        "rates": results.rates,
-        "errors": results.errors,
-        "rows": aggregate(results, limits),
-        "samples": results.samples,
-    })
+    doc.update(
+        {
+            "profile": profile.name,
+            "workloads": {w.name: w.describe() for w in profile.workloads},
+            "limits": limits,
+            "rates": results.rates,
+            "errors": results.errors,
+            "rows": aggregate(results, limits),
+            "samples": results.samples,
+        }
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"{stamp}.json", out_dir / f"{stamp}.md"
     js.write_text(json.dumps(doc, indent=1, default=str) + "\n")

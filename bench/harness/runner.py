@@ -9,6 +9,7 @@ workloads are fixed once, from Kafka's first measured peak. Results go to ``repo
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,6 +27,7 @@ from harness.systems import SEGMENT_BYTES, System
 from harness.workloads import Profile, Workload
 
 Sample = dict[str, Any]
+LATENCY_WARMUP_S = 1.0  # fixed-rate latency: the first second is sent but not measured
 
 
 def log(msg: str) -> None:
@@ -49,7 +51,7 @@ def evict(data_dir: Path) -> None:
     for root, _dirs, files in os.walk(data_dir):
         for name in files:
             try:
-                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                fd = os.open(Path(root) / name, os.O_RDONLY)
             except OSError:
                 continue
             try:
@@ -61,34 +63,42 @@ def evict(data_dir: Path) -> None:
                 os.close(fd)
 
 
-def resident_bytes(data_dir: Path) -> int | None:
-    """Bytes of ``data_dir``'s files in the page cache (util-linux ``fincore``), None if unknown."""
+def resident_bytes(data_dir: Path, topic: str) -> int | None:
+    """Bytes of ``topic``'s ``.log`` files in the page cache (util-linux ``fincore``), or None."""
     if shutil.which("fincore") is None:
         return None
-    files = [os.path.join(r, f) for r, _d, fs in os.walk(data_dir) for f in fs if f.endswith(".log")]
+    files = [str(p) for p in data_dir.rglob("*.log") if topic in str(p)]
     if not files:
         return 0
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", *files],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return sum(int(x) for x in out.stdout.split() if x.isdigit())
 
 
 class Session:
     """One running broker: topics made in it, fills already done, the generator core."""
 
-    def __init__(self, system: System, gen_cpu: str | None, libs: Path, results: Results) -> None:
+    def __init__(self, system: System, gen_cpu: str | None, libs: Path | None, results: Results) -> None:
         self.sys = system
         self.cpu = gen_cpu
-        self.libs = libs
+        self._libs = libs
         self.results = results
         self.filled: dict[tuple[int, int, int], str] = {}
         self.n = 0
 
+    @property
+    def libs(self) -> Path:
+        assert self._libs is not None, "kafka-tools needed but not fetched"
+        return self._libs
+
     def topic(self, w: Workload, prefix: str = "t") -> str:
         self.n += 1
         name = f"{prefix}{self.n}-{w.name}"[:200]
-        gen.create_topic(self.sys.bootstrap, name, w.partitions,
-                         {"segment.bytes": str(SEGMENT_BYTES)})
+        gen.create_topic(self.sys.bootstrap, name, w.partitions, {"segment.bytes": str(SEGMENT_BYTES)})
         return name
 
     def warmup(self, records: int) -> None:
@@ -103,11 +113,15 @@ class Session:
         known = self.results.rates.get(w.name)
         if known:
             return float(known["rate"])
-        peaks = [s["records_per_s"] for s in
-                 self.results.samples.get(w.rate_of, {}).get("kafka", []) if "records_per_s" in s]
+        peaks = [
+            s["records_per_s"] for s in self.results.samples.get(w.rate_of, {}).get("kafka", []) if "records_per_s" in s
+        ]
         if peaks:
-            rate = w.rate_fraction * statistics.median(peaks)
-            src = f"{w.rate_fraction:.0%} of Kafka's {w.rate_of} ({statistics.median(peaks):.0f}/s)"
+            peak = float(statistics.median(peaks))
+            rate = min(w.rate_cap, w.rate_fraction * peak)
+            src = f"{w.rate_fraction:.0%} of Kafka's {w.rate_of} ({peak:.0f}/s)"
+            if rate == w.rate_cap:
+                src += f", capped at {w.rate_cap:.0f}/s"
         else:
             rate, src = w.rate_default, "profile default (no Kafka peak measured)"
         self.results.rates[w.name] = {"rate": round(rate, 1), "source": src}
@@ -125,15 +139,15 @@ class Session:
             topic = self.filled[key]
             if w.cache == "cold":
                 evict(s.data_dir())
-            extra["resident_MB_before"] = _mb(resident_bytes(s.data_dir()))
+            extra["resident_MB_before"] = _mb(resident_bytes(s.data_dir(), topic))
         else:
             topic = self.topic(w)
+        ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
         with Meter(s.pid) as m:
             if w.kind == "produce" and w.generator == "rdkafka":
                 raw = gen.rdk_produce(self.cpu, s.bootstrap, topic, w.records, w.producer())
             elif w.kind == "produce":
-                raw = gen.perf_produce(self.cpu, self.libs, s.bootstrap, topic, w.records,
-                                       w.producer())
+                raw = gen.perf_produce(self.cpu, self.libs, s.bootstrap, topic, w.records, w.producer())
             elif w.kind == "consume" and w.generator == "rdkafka":
                 raw = gen.rdk_consume(self.cpu, s.bootstrap, topic, w.records)
             elif w.kind == "consume":
@@ -141,11 +155,17 @@ class Session:
             elif w.kind == "latency":
                 rate = self.rate(w)
                 count = max(1, int(rate * w.seconds))
-                raw = gen.rdk_e2e(self.cpu, s.bootstrap, topic, count, rate, w.producer())
+                warm = int(rate * LATENCY_WARMUP_S)
+                raw = gen.rdk_e2e(self.cpu, s.bootstrap, topic, count, rate, w.producer(), warm)
                 extra["rate"] = round(rate, 1)
             else:
-                raw = gen.perf_pingpong(self.cpu, self.libs, s.bootstrap, topic, w.records,
-                                        w.size, w.acks)
+                raw = gen.perf_pingpong(self.cpu, self.libs, s.bootstrap, topic, w.records, w.size, w.acks)
+        ru1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+        gen_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        # The generator's CPU over the window (JVM start-up included): near 1.0 means the
+        # generator core, not the broker, may be the bottleneck.
+        extra["window_s"] = round(wall, 3)
+        extra["generator_cpu_util"] = round(gen_cpu / wall, 3) if wall > 0 else None
         return _metrics(w, raw, m.result.cpu_s, m.result.rss_peak) | extra
 
 
@@ -171,25 +191,31 @@ def _metrics(w: Workload, raw: Sample, cpu_s: float, rss_peak: int) -> Sample:
     return out
 
 
-def run_profile(profile: Profile, systems: list[System], repeats: int, gen_cpu: str | None,
-                results: Results) -> Results:
+def run_profile(
+    profile: Profile, systems: list[System], repeats: int, gen_cpu: str | None, results: Results
+) -> Results:
     """A/B/A/B: for each repeat, each system in turn runs every workload of the profile."""
-    libs = java.libs_dir()  # kafka-tools are load generators for every system
+    # kafka-tools are load generators for every system: fetch them only if a workload uses them.
+    libs = java.libs_dir() if any(w.generator == "kafka-perf" for w in profile.workloads) else None
     for r in range(repeats):
         for system in systems:
             log(f"round {r + 1}/{repeats}: starting {system.name}")
             try:
                 system.start()
-            except Exception as e:  # noqa: BLE001 - recorded in the report, run goes on
+            except Exception as e:
                 results.errors.append(f"round {r + 1} {system.name} start: {e}")
                 log(f"{system.name} failed to start: {e}")
                 continue
             try:
                 time.sleep(1.0)
-                results.add("startup", system.name, {
-                    "startup_s": round(system.startup_s, 3),
-                    "idle_rss_MB": _mb(rss_bytes(system.pid)),
-                })
+                results.add(
+                    "startup",
+                    system.name,
+                    {
+                        "startup_s": round(system.startup_s, 3),
+                        "idle_rss_MB": _mb(rss_bytes(system.pid)),
+                    },
+                )
                 session = Session(system, gen_cpu, libs, results)
                 session.warmup(profile.warmup_records)
                 for w in profile.workloads:
@@ -197,17 +223,33 @@ def run_profile(profile: Profile, systems: list[System], repeats: int, gen_cpu: 
                         raise RuntimeError(f"{system.name} died:\n{system.log_tail()}")
                     try:
                         sample = session.run(w)
-                    except Exception as e:  # noqa: BLE001 - one failed workload is reported
+                    except Exception as e:
                         msg = f"round {r + 1} {system.name} {w.name}: {e}"
                         results.errors.append(msg)
                         log(msg)
                         continue
+                    if sample.get("errors"):
+                        # Records lost or late (e.g. a stalled broker): keep the sample in the JSON,
+                        # leave it out of the table, say so with the broker's last words.
+                        sample["excluded"] = True
+                        msg = (
+                            f"round {r + 1} {system.name} {w.name}: {sample['errors']} records failed "
+                            f"or missing (sample excluded); broker log tail:\n{system.log_tail(10)}"
+                        )
+                        results.errors.append(msg)
+                        log(msg)
                     results.add(w.name, system.name, sample)
-                    log(f"  {system.name} {w.name}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in sample.items() if isinstance(v, float)))
-            except Exception as e:  # noqa: BLE001
-                results.errors.append(f"round {r + 1} {system.name}: {e}")
+                    log(
+                        f"  {system.name} {w.name}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in sample.items() if isinstance(v, float))
+                    )
+            except Exception as e:
+                state = system.proc.poll() if system.proc else None
+                died = f"broker exited with {state}" if state is not None else "broker still running"
+                msg = f"round {r + 1} {system.name}: {e}\n{died}; broker log tail:\n{system.log_tail(20)}"
+                results.errors.append(msg)
                 log(traceback.format_exc())
+                log(msg)
             finally:
                 system.stop()
     return results

@@ -31,7 +31,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 
-class SystemUnavailable(RuntimeError):
+class SystemUnavailableError(RuntimeError):
     """The system cannot be run on this machine (missing command, failed fetch)."""
 
 
@@ -71,7 +71,7 @@ class System(ABC):
 
     @abstractmethod
     def check(self) -> None:
-        """Raise :class:`SystemUnavailable` if this system cannot run here."""
+        """Raise :class:`SystemUnavailableError` if this system cannot run here."""
 
     @abstractmethod
     def _command(self, data_dir: Path) -> tuple[list[str], dict[str, str]]:
@@ -85,13 +85,15 @@ class System(ABC):
         data_dir.mkdir(parents=True)
         self.port = free_port()
         cmd, env = self._command(data_dir)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            pin(self.cpu) + cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
-        )
-        log.close()
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*pin(self.cpu), *cmd],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         deadline = t0 + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
@@ -102,7 +104,8 @@ class System(ABC):
                 raise RuntimeError(f"{self.name} not ready after {START_TIMEOUT_S}s:\n{self.log_tail()}")
             probe = subprocess.run(
                 rdkgen_cmd("ready", "--bootstrap", self.bootstrap, "--timeout", "2"),
-                capture_output=True, check=False,
+                capture_output=True,
+                check=False,
             )
             if probe.returncode == 0:
                 break
@@ -150,33 +153,35 @@ class KafkaSystem(System):
 
     def check(self) -> None:
         if shutil.which("java") is None:
-            raise SystemUnavailable("kafka: `java` not on PATH (Java 17+ needed)")
+            raise SystemUnavailableError("kafka: `java` not on PATH (Java 17+ needed)")
         try:
             self._libs = java.libs_dir()
         except RuntimeError as e:
-            raise SystemUnavailable(f"kafka: {e}") from e
+            raise SystemUnavailableError(f"kafka: {e}") from e
 
     def _properties(self, data_dir: Path, controller_port: int) -> str:
-        return "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={data_dir}",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.bytes=8589934592",
-            f"log.segment.bytes={SEGMENT_BYTES}",
-            "num.partitions=1",
-            "",
-        ])
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data_dir}",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.bytes=8589934592",
+                f"log.segment.bytes={SEGMENT_BYTES}",
+                "num.partitions=1",
+                "",
+            ]
+        )
 
     def _command(self, data_dir: Path) -> tuple[list[str], dict[str, str]]:
         if self._libs is None:
@@ -185,9 +190,10 @@ class KafkaSystem(System):
         props = self.data_root / "server.properties"
         props.write_text(self._properties(data_dir, free_port()))
         fmt = subprocess.run(
-            java.tool_cmd(self._libs, "kafka.tools.StorageTool", "format",
-                          "-t", _kafka_cluster_id(), "-c", str(props)),
-            capture_output=True, text=True, check=False,
+            java.tool_cmd(self._libs, "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(), "-c", str(props)),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
             raise RuntimeError(f"kafka StorageTool format failed:\n{fmt.stdout}{fmt.stderr}")
@@ -212,11 +218,19 @@ class TidelogSystem(System):
     name = "tidelog"
 
     def check(self) -> None:
-        if tidelog_command() is None:
-            raise SystemUnavailable(
+        base = tidelog_command()
+        if base is None:
+            raise SystemUnavailableError(
                 "tidelog: the `tidelog` command was not found (not on PATH, not beside "
                 f"{sys.executable}, TIDELOG_CMD unset). Install the project (pip install -e .) "
                 "or run with --systems kafka."
+            )
+        probe = subprocess.run([*base, "broker", "--help"], capture_output=True, text=True, timeout=60, check=False)
+        if probe.returncode != 0:
+            err = (probe.stderr or probe.stdout).strip().splitlines()[-1:] or ["?"]
+            raise SystemUnavailableError(
+                f"tidelog: `{shlex.join(base)} broker --help` exited {probe.returncode} "
+                f"({err[0]}): the broker command does not exist yet; run with --systems kafka."
             )
 
     def _command(self, data_dir: Path) -> tuple[list[str], dict[str, str]]:
@@ -225,6 +239,9 @@ class TidelogSystem(System):
             self.check()
         assert base is not None
         cmd = [*base, "broker", "--data-dir", str(data_dir), "--listen", self.bootstrap]
+        # No metrics listener (its default port would clash with other brokers on the machine);
+        # the same default segment size as Kafka's log.segment.bytes.
+        cmd += ["--metrics-port", "0", "--set", f"log.segment.bytes={SEGMENT_BYTES}"]
         return cmd, dict(os.environ, **TIDELOG_ENV)
 
 
