@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from logtesting import fresh_batch as client_batch
-from rawkafka import call, closed_by_peer, header, read_frame, send_frame
+from rawkafka import call, closed_by_peer, fetch_fields, header, read_frame, send_frame
 from tidelogbroker import RunningBroker, tidelog_broker
 
 from tidelog.broker.protocol import batch as rb
@@ -89,36 +89,7 @@ def test_record_errors_carry_kafka_codes_and_lose_nothing(broker: RunningBroker,
     assert produce_v9(conn, topic, bytes(client_batch([b"x"]))[:40])[0] == 2
     assert produce_v9(conn, topic, bytes(client_batch([b"y" * 1_100_000])))[0] == 10  # > max.message.bytes
     assert produce_v9(conn, topic, bytes(client_batch([b"good-2"])))[0] == 0
-    fetched = call(
-        conn,
-        1,
-        12,
-        replica_id=-1,
-        max_wait=0,
-        min_bytes=1,
-        max_bytes=1 << 20,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        cluster_id=None,
-        rack_id="",
-        forgotten_topics_data=[],
-        topics=[
-            {
-                "topic": topic,
-                "partitions": [
-                    {
-                        "partition": 0,
-                        "fetch_offset": 0,
-                        "current_leader_epoch": -1,
-                        "last_fetched_epoch": -1,
-                        "log_start_offset": -1,
-                        "partition_max_bytes": 1 << 20,
-                    }
-                ],
-            }
-        ],
-    )
+    fetched = call(conn, 1, 12, **fetch_fields(topic))
     data = fetched.responses[0].partitions[0].records
     assert b"good-1" in data
     assert b"good-2" in data

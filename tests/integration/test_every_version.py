@@ -11,7 +11,7 @@ import pytest
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader
 from logtesting import fresh_batch as client_batch
-from rawkafka import body, header, read_frame, send_frame
+from rawkafka import body, fetch_fields, header, read_frame, send_frame
 from tidelogbroker import RunningBroker
 
 from tidelog.broker.api.registry import APIS
@@ -30,33 +30,7 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
             timeout=5000,
             topic_data=[{"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}],
         ),
-        1: dict(
-            replica_id=-1,
-            max_wait=0,
-            min_bytes=0,
-            max_bytes=1 << 20,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            cluster_id=None,
-            rack_id="",
-            forgotten_topics_data=[],
-            topics=[
-                {
-                    "topic": TOPIC,
-                    "partitions": [
-                        {
-                            "partition": 0,
-                            "fetch_offset": 0,
-                            "current_leader_epoch": -1,
-                            "last_fetched_epoch": -1,
-                            "log_start_offset": -1,
-                            "partition_max_bytes": 1 << 20,
-                        }
-                    ],
-                }
-            ],
-        ),
+        1: fetch_fields(TOPIC, min_bytes=0),
         2: dict(
             replica_id=-1,
             isolation_level=0,

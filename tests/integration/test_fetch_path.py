@@ -12,40 +12,12 @@ from confluent_kafka import Producer
 from kio.index import load_response_schema
 from kio.serial import entity_reader
 from logtesting import iter_batches
-from rawkafka import body, header, send_frame
+from rawkafka import body, fetch_fields, header, send_frame
 from tidelogbroker import RunningBroker
 
 
 def _fetch_request(topic: str, max_bytes: int, correlation_id: int) -> bytes:
-    return header(1, 12, correlation_id, True) + body(
-        1,
-        12,
-        replica_id=-1,
-        max_wait=0,
-        min_bytes=1,
-        max_bytes=max_bytes,
-        isolation_level=0,
-        session_id=0,
-        session_epoch=-1,
-        cluster_id=None,
-        rack_id="",
-        forgotten_topics_data=[],
-        topics=[
-            {
-                "topic": topic,
-                "partitions": [
-                    {
-                        "partition": 0,
-                        "fetch_offset": 0,
-                        "current_leader_epoch": -1,
-                        "last_fetched_epoch": -1,
-                        "log_start_offset": -1,
-                        "partition_max_bytes": max_bytes,
-                    }
-                ],
-            }
-        ],
-    )
+    return header(1, 12, correlation_id, True) + body(1, 12, **fetch_fields(topic, max_bytes=max_bytes))
 
 
 def _read_exact_slowly(sock: socket.socket, n: int) -> bytes:

@@ -68,3 +68,34 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+def fetch_fields(topic: str, *, offset: int = 0, max_bytes: int = 1 << 20, min_bytes: int = 1) -> dict[str, Any]:
+    """A one-partition Fetch request (partition 0, no wait), as fields for ``body``/``call``."""
+    return {
+        "replica_id": -1,
+        "max_wait": 0,
+        "min_bytes": min_bytes,
+        "max_bytes": max_bytes,
+        "isolation_level": 0,
+        "session_id": 0,
+        "session_epoch": -1,
+        "cluster_id": None,
+        "rack_id": "",
+        "forgotten_topics_data": [],
+        "topics": [
+            {
+                "topic": topic,
+                "partitions": [
+                    {
+                        "partition": 0,
+                        "fetch_offset": offset,
+                        "current_leader_epoch": -1,
+                        "last_fetched_epoch": -1,
+                        "log_start_offset": -1,
+                        "partition_max_bytes": max_bytes,
+                    }
+                ],
+            }
+        ],
+    }
