@@ -54,7 +54,8 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
             region = info.region
             if region is not None:
                 total += region.length
-                ctx.observe("fetched", (name, region.length))
+                records = max(region.next_offset - max(int(p.fetch_offset), region.first_offset), 0)
+                ctx.observe("fetched", (name, region.length, records))
             answers.append(fetch.PartitionResult(index, 0, hw, hw, info.log_start_offset, region))
         results.append((name, answers))
     return results, total

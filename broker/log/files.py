@@ -107,11 +107,14 @@ class FileRegion:
     position: int
     length: int
     first_offset: int
+    next_offset: int = -1  # the offset after the region's last batch
     released: bool = False
 
     @classmethod
-    def pinned(cls, handle: FileHandle, position: int, length: int, first_offset: int) -> FileRegion:
-        return cls(handle, handle.pin(), position, length, first_offset)
+    def pinned(
+        cls, handle: FileHandle, position: int, length: int, first_offset: int, next_offset: int = -1
+    ) -> FileRegion:
+        return cls(handle, handle.pin(), position, length, first_offset, next_offset)
 
     def read(self) -> bytes:
         """Copy the region's bytes (tests, the CLI, and the copying send path)."""

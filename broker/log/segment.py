@@ -17,6 +17,7 @@ from tidelog.broker.log.config import LogConfig
 from tidelog.broker.log.files import FileHandle, FileRegion, HandleCache
 from tidelog.broker.log.index import CorruptIndexError, OffsetIndex, TimeIndex
 from tidelog.broker.log.io import Buffer, FileIO
+from tidelog.broker.protocol import batch as rb
 from tidelog.broker.protocol.batch import BatchHeader
 from tidelog.broker.protocol.errors import KafkaStorageError
 
@@ -262,7 +263,17 @@ class LogSegment:
             if not min_one or start + header.size > max_position:
                 return None
             end = start + header.size
-        return FileRegion.pinned(self.handle, start, end - start, header.base_offset)
+        return FileRegion.pinned(self.handle, start, end - start, header.base_offset, self._offset_at(end))
+
+    def _offset_at(self, position: int) -> int:
+        """The base offset of the batch starting at ``position`` (the segment's end offset at its end)."""
+        if position >= self.size:
+            return self.compute_next_offset()
+        fd = self.handle.pin()
+        try:
+            return int(rb.read_header(os.pread(fd, rb.HEADER_SIZE, position)).base_offset)
+        finally:
+            self.handle.unpin()
 
     def batches(self, start: int = 0) -> list[tuple[int, BatchHeader]]:
         """All (position, header) pairs from ``start`` (cleaner, timestamp lookups)."""

@@ -123,6 +123,9 @@ class BrokerMetrics:
         self.bytes_in = Counter("tidelog_bytes_in", "Record bytes appended", ["topic"], registry=r)
         self.records_in = Counter("tidelog_records_in", "Records appended", ["topic"], registry=r)
         self.bytes_out = Counter("tidelog_bytes_out", "Record bytes served to fetches", ["topic"], registry=r)
+        self.records_out = Counter(
+            "tidelog_records_out", "Records served to fetches (offsets from the fetch offset on)", ["topic"], registry=r
+        )
         self.send_path = Counter(
             "tidelog_fetch_send_bytes", "Record bytes sent, by path (sendfile or copy)", ["path"], registry=r
         )
@@ -157,8 +160,10 @@ class BrokerMetrics:
             self.records_in.labels(label).inc(records)
             self.bytes_in.labels(label).inc(nbytes)
         elif name == "fetched":
-            topic, nbytes = value
-            self.bytes_out.labels(self.topic_label(topic)).inc(nbytes)
+            topic, nbytes, records = value
+            label = self.topic_label(topic)
+            self.bytes_out.labels(label).inc(nbytes)
+            self.records_out.labels(label).inc(records)
         elif name == "sent":
             sendfile, copied = value
             self.send_path.labels("sendfile").inc(sendfile)

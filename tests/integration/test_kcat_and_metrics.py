@@ -42,6 +42,7 @@ def test_metrics_endpoint(broker: RunningBroker) -> None:
     assert 'tidelog_log_end_offset{partition="0",topic="metered"} 2.0' in text
     assert "tidelog_connections" in text
     assert 'tidelog_bytes_out_total{topic="metered"}' in text
+    assert 'tidelog_records_out_total{topic="metered"} 2.0' in text
     sendfile = [
         line for line in text.splitlines() if line.startswith('tidelog_fetch_send_bytes_total{path="sendfile"}')
     ]

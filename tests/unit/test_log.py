@@ -114,6 +114,18 @@ def test_read_is_batch_aligned_and_bounded_by_max_bytes(open_log: Opener) -> Non
         assert len(data) == (250 // batch_size) * batch_size
 
 
+def test_regions_know_the_offset_after_them(open_log: Opener) -> None:
+    plog = open_log()
+    for i in range(20):
+        append(plog, [bytes([i]) * 50, b"x"])  # two records per batch
+    for start, max_bytes in ((0, 250), (7, 400), (38, 1 << 20)):
+        info = plog.read(start, max_bytes)
+        assert info.region is not None
+        last = [h for h, _ in iter_batches(info.region.read())][-1]
+        assert info.region.next_offset == last.next_offset
+        info.release()
+
+
 def test_min_one_returns_an_oversize_first_batch(open_log: Opener) -> None:
     plog = open_log()
     append(plog, [b"x" * 1000])
