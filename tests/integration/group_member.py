@@ -3,6 +3,7 @@ as ``partition offset value`` and its assignment changes as ``ASSIGNED p,p``."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from confluent_kafka import Consumer
@@ -21,6 +22,8 @@ def main() -> None:
             "heartbeat.interval.ms": 500,
             "partition.assignment.strategy": strategy,
             "enable.auto.commit": not manual,
+            # static membership when the test asks for it (KIP-345)
+            **({"group.instance.id": os.environ["GROUP_INSTANCE_ID"]} if os.environ.get("GROUP_INSTANCE_ID") else {}),
             "auto.commit.interval.ms": 200,
         }
     )

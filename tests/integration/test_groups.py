@@ -4,6 +4,7 @@ the client-side assignors (range, roundrobin, cooperative-sticky) all work; kafk
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -36,9 +37,19 @@ def produce(bootstrap: str, topic: str, values: list[str]) -> None:
 class Member:
     """A member process whose output is collected by a thread."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range", mode: str = "auto") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        strategy: str = "range",
+        mode: str = "auto",
+        instance_id: str | None = None,
+    ) -> None:
+        env = {**os.environ, "GROUP_INSTANCE_ID": instance_id or ""}
         self.proc = subprocess.Popen(
             [sys.executable, str(MEMBER), bootstrap, group, topic, strategy, mode],
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -73,6 +84,14 @@ class Member:
         self._thread.join(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def group_stable(bootstrap: str, group: str, members: int) -> bool:
+    from confluent_kafka import ConsumerGroupState
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(10)
+    return bool(described.state == ConsumerGroupState.STABLE and len(described.members) == members)
 
 
 def wait_until(what: str, check: object, timeout: float = 40.0) -> None:
@@ -155,6 +174,36 @@ def test_three_members_one_killed_nothing_processed_is_reread_and_it_resumes(bro
     finally:
         for m in members + killed:
             m.stop()
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(broker: RunningBroker) -> None:
+    """A static member (group.instance.id) that comes back within its session timeout gets its
+    partitions back and the other member is never revoked (KIP-345)."""
+    topic, group = f"static-{uuid.uuid4().hex[:6]}", f"s-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 4)
+    a = Member(broker.bootstrap, group, topic, instance_id="static-a")
+    b = Member(broker.bootstrap, group, topic, instance_id="static-b")
+    back: Member | None = None
+    try:
+        wait_until(
+            "two static members sharing 4 partitions",
+            lambda: len(a.assignment) + len(b.assignment) == 4 and a.assignment and b.assignment,
+        )
+        wait_until("the group stable with both members", lambda: group_stable(broker.bootstrap, group, 2))
+        a_changes, b_partitions = len(a.assignments), b.assignment
+        b.kill()  # no LeaveGroup: a static member's absence is bridged by its session timeout
+        back = Member(broker.bootstrap, group, topic, instance_id="static-b")
+        wait_until("the static member back with its partitions", lambda: back is not None and back.assignment)
+        assert back.assignment == b_partitions
+        produce(broker.bootstrap, topic, [f"s-{i}" for i in range(40)])
+        wait_until(
+            "records flowing to both", lambda: {r[2] for r in a.records + back.records} >= {f"s-{i}" for i in range(40)}
+        )
+        assert len(a.assignments) == a_changes, "the other member was revoked: a rebalance happened"
+    finally:
+        for m in (a, b, back):
+            if m is not None:
+                m.stop()
 
 
 def test_committed_offsets_survive_a_broker_restart(tmp_path: Path) -> None:
@@ -242,3 +291,36 @@ def test_kafka_python_group_consumer_with_defaults(broker: RunningBroker) -> Non
     offsets = admin.list_group_offsets({group: None})
     assert "90" in repr(offsets) or sum(o.offset for o in offsets[group].values()) == 90
     admin.close()
+
+
+def test_aiokafka_group_consumer(broker: RunningBroker) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    topic, group = f"aiog-{uuid.uuid4().hex[:6]}", f"aio-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 3)
+    produce(broker.bootstrap, topic, [f"aio-{i}" for i in range(60)])
+
+    async def scenario() -> list[str]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            out: list[str] = []
+            while len(out) < 60:
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 20)
+                out += [m.value.decode() for msgs in batch.values() for m in msgs]
+            await consumer.commit()
+            committed = [await consumer.committed(tp) for tp in consumer.assignment()]
+            assert sum(c or 0 for c in committed) == 60
+            return out
+        finally:
+            await consumer.stop()
+
+    assert sorted(asyncio.run(scenario())) == sorted(f"aio-{i}" for i in range(60))

@@ -139,3 +139,44 @@ def test_kafka_consumer_groups_tool_lists_describes_and_resets(broker: RunningBr
     )
     assert travel.returncode == 0, travel.stderr + travel.stdout
     assert committed() == 11  # the first record at or after base + 10.5 s
+
+
+def test_verifiable_producer_and_consumer_every_acked_record_consumed(broker: RunningBroker) -> None:
+    topic, group = f"verify-{uuid.uuid4().hex[:6]}", f"verify-{uuid.uuid4().hex[:6]}"
+    produced = run_java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        "--topic",
+        topic,
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--max-messages",
+        "2000",
+    )
+    assert produced.returncode == 0, produced.stderr
+    acked = {
+        json.loads(line)["value"]
+        for line in produced.stdout.splitlines()
+        if line.startswith("{") and '"producer_send_success"' in line
+    }
+    assert len(acked) == 2000
+    consumed = run_java_tool(
+        "org.apache.kafka.tools.VerifiableConsumer",
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--max-messages",
+        "2000",
+        "--reset-policy",
+        "earliest",
+        timeout=120,
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    events = [json.loads(line) for line in consumed.stdout.splitlines() if line.startswith("{")]
+    records = sum(e["count"] for e in events if e.get("name") == "records_consumed")
+    commits = [e for e in events if e.get("name") == "offsets_committed"]
+    assert records >= 2000
+    assert commits
+    assert all(e.get("success", True) for e in commits)

@@ -85,9 +85,9 @@ def _spawn(port: int, metrics_port: int, data_dir: Path, log_path: Path, extra: 
 
 
 @contextlib.contextmanager
-def tidelog_broker(tmp: Path, *extra: str) -> Iterator[RunningBroker]:
-    """A broker on free ports with its data under ``tmp``; its log is printed if the body fails."""
-    port, metrics_port = free_port(), free_port()
+def tidelog_broker(tmp: Path, *extra: str, port: int | None = None) -> Iterator[RunningBroker]:
+    """A broker on free ports (or ``port``) with its data under ``tmp``; its log is printed if the body fails."""
+    port, metrics_port = port or free_port(), free_port()
     data_dir = tmp / "data"
     log_path = tmp / "broker.log"
     proc = _spawn(port, metrics_port, data_dir, log_path, list(extra))
