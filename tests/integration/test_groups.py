@@ -324,3 +324,84 @@ def test_aiokafka_group_consumer(broker: RunningBroker) -> None:
             await consumer.stop()
 
     assert sorted(asyncio.run(scenario())) == sorted(f"aio-{i}" for i in range(60))
+
+
+def test_auto_offset_reset_latest_and_none(broker: RunningBroker) -> None:
+    topic = f"reset-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 1)
+    produce(broker.bootstrap, topic, ["old-1", "old-2"])
+
+    def consumer(reset: str) -> Consumer:
+        c = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": f"r-{reset}-{uuid.uuid4().hex[:4]}",
+                "auto.offset.reset": reset,
+                "enable.auto.commit": False,
+            }
+        )
+        c.subscribe([topic])
+        return c
+
+    def next_event(c: Consumer, timeout: float = 20) -> object:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is not None:
+                return msg
+        raise AssertionError("no record or error arrived")
+
+    latest = consumer("latest")
+    wait_until("an assignment", lambda: latest.poll(0.2) is None and bool(latest.assignment()))
+    received: list[bytes] = []
+    for i in range(50):  # keep producing until the consumer, positioned at "latest", reads something
+        produce(broker.bootstrap, topic, [f"new-{i}"])
+        msg = latest.poll(0.5)
+        if msg is not None and msg.error() is None:
+            received.append(msg.value())
+            break
+    latest.close()
+    assert received
+    assert not [v for v in received if v.startswith(b"old")]  # "latest": nothing from before joining
+    none = consumer("error")  # librdkafka's name for Kafka's auto.offset.reset=none
+    event = next_event(none)
+    none.close()
+    assert event.error() is not None  # type: ignore[attr-defined]
+    assert "offset" in str(event.error()).lower()  # type: ignore[attr-defined]
+
+
+def test_delete_groups_and_offsets(broker: RunningBroker) -> None:
+    from kafka import TopicPartition as KpTp
+    from kafka.admin import KafkaAdminClient
+
+    topic, group = f"del-{uuid.uuid4().hex[:6]}", f"del-{uuid.uuid4().hex[:6]}"
+    create(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, [f"d{i}" for i in range(10)])
+    c = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 20
+    while seen < 10 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        seen += m is not None and m.error() is None
+    c.commit(asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    with pytest.raises(Exception, match=r"NON_EMPTY_GROUP|not empty"):
+        admin.delete_consumer_groups([group])[group].result(10)
+    c.close()
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    kp.delete_group_offsets(group, [KpTp(topic, 0)])
+    remaining = kp.list_group_offsets({group: None})
+    assert "partition=0" not in repr(remaining)
+    assert "partition=1" in repr(remaining)
+    kp.close()
+    admin.delete_consumer_groups([group])[group].result(10)
+    with pytest.raises(Exception, match=r"GROUP_ID_NOT_FOUND|does not exist"):
+        admin.delete_consumer_groups([group])[group].result(10)
