@@ -180,3 +180,35 @@ def test_verifiable_producer_and_consumer_every_acked_record_consumed(broker: Ru
     assert records >= 2000
     assert commits
     assert all(e.get("success", True) for e in commits)
+
+
+def test_java_consumer_with_the_sticky_assignor(broker: RunningBroker) -> None:
+    topic = f"sticky-{uuid.uuid4().hex[:6]}"
+    produced = run_java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        "--topic",
+        topic,
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--max-messages",
+        "300",
+    )
+    assert produced.returncode == 0, produced.stderr
+    consumed = run_java_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server",
+        broker.bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        f"sticky-{uuid.uuid4().hex[:6]}",
+        "--from-beginning",
+        "--max-messages",
+        "300",
+        "--timeout-ms",
+        "30000",
+        "--consumer-property",
+        "partition.assignment.strategy=org.apache.kafka.clients.consumer.StickyAssignor",
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    assert sorted(consumed.stdout.split(), key=int) == [str(i) for i in range(300)]
