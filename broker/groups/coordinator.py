@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tidelog.broker.groups.codes import (
+    FENCED_INSTANCE_ID,
+    ILLEGAL_GENERATION,
+    INCONSISTENT_GROUP_PROTOCOL,
+    INVALID_GROUP_ID,
+    INVALID_SESSION_TIMEOUT,
+    MEMBER_ID_REQUIRED,
+    NONE,
+    REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
+)
 from tidelog.broker.groups.group import Group, JoinResult, Member, State
-from tidelog.broker.groups.offsets_store import OffsetEntry, OffsetsStore
+from tidelog.broker.groups.offset_ops import OffsetOps
+from tidelog.broker.groups.offsets_store import OffsetsStore
 
 log = logging.getLogger(__name__)
-
-NONE, OFFSET_METADATA_TOO_LARGE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL = 0, 12, 22, 23
-INVALID_GROUP_ID, UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, REBALANCE_IN_PROGRESS = 24, 25, 26, 27
-NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND, MEMBER_ID_REQUIRED, FENCED_INSTANCE_ID = 68, 69, 79, 82
-GROUP_SUBSCRIBED_TO_TOPIC = 86
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +41,7 @@ class GroupSettings:
     offset_metadata_max_bytes: int = 4096  # offset.metadata.max.bytes
 
 
-def subscribed_topics(metadata: bytes) -> set[str]:
-    """Topics in a ConsumerProtocolSubscription (version, topics array, ...); empty if unreadable."""
-    try:
-        pos = 2
-        (count,) = struct.unpack_from(">i", metadata, pos)
-        pos += 4
-        topics = set()
-        for _ in range(count):
-            (n,) = struct.unpack_from(">h", metadata, pos)
-            topics.add(metadata[pos + 2 : pos + 2 + n].decode())
-            pos += 2 + n
-    except (struct.error, UnicodeDecodeError):
-        return set()
-    return topics
-
-
-class GroupCoordinator:
+class GroupCoordinator(OffsetOps):
     def __init__(
         self,
         store: OffsetsStore,
@@ -61,6 +50,7 @@ class GroupCoordinator:
     ) -> None:
         self.store = store
         self.settings = settings or GroupSettings()
+        self.offset_metadata_max_bytes = self.settings.offset_metadata_max_bytes
         self.observe = observe
         self.groups: dict[str, Group] = {}
 
@@ -72,6 +62,9 @@ class GroupCoordinator:
                 self._touch(group, member)
 
     # -- timers ----------------------------------------------------------------------------------
+
+    def _touch_member(self, group: Group, member_id: str) -> None:
+        self._touch(group, group.members[member_id])
 
     def _touch(self, group: Group, member: Member) -> None:
         if member.session_timer is not None:
@@ -389,79 +382,3 @@ class GroupCoordinator:
                 self._remove(group, group.members[mid])
             out.append((member_id, instance_id, error))
         return out
-
-    # -- offsets ---------------------------------------------------------------------------------
-
-    def commit(
-        self,
-        group_id: str,
-        generation: int,
-        member_id: str,
-        instance_id: str | None,
-        offsets: dict[tuple[str, int], tuple[int, int, str | None]],
-    ) -> dict[tuple[str, int], int]:
-        group = self.groups.get(group_id)
-        if not group_id:
-            return dict.fromkeys(offsets, INVALID_GROUP_ID)
-        error = NONE
-        if generation < 0 and not member_id:
-            if group is not None and group.members:
-                error = UNKNOWN_MEMBER_ID  # a "simple" commit into a live group
-        else:
-            error = self._check_member(group, member_id, instance_id)
-            if not error:
-                assert group is not None
-                if generation != group.generation_id:
-                    error = ILLEGAL_GENERATION
-                elif group.state == State.COMPLETING_REBALANCE:
-                    error = REBALANCE_IN_PROGRESS
-                else:
-                    self._touch(group, group.members[member_id])
-        if error:
-            return dict.fromkeys(offsets, error)
-        now = int(time.time() * 1000)
-        results: dict[tuple[str, int], int] = {}
-        accepted: dict[tuple[str, int], OffsetEntry] = {}
-        for tp, (offset, epoch, metadata) in offsets.items():
-            if metadata is not None and len(metadata.encode()) > self.settings.offset_metadata_max_bytes:
-                results[tp] = OFFSET_METADATA_TOO_LARGE
-            else:
-                accepted[tp] = OffsetEntry(offset, epoch, metadata or "", now)
-                results[tp] = NONE
-        if group is None:
-            self.groups[group_id] = Group(group_id)
-        self.store.commit(group_id, accepted)
-        self.observe("commit", len(accepted))
-        return results
-
-    def committed(self, group_id: str, tps: list[tuple[str, int]] | None) -> dict[tuple[str, int], OffsetEntry]:
-        current = self.store.offsets.get(group_id, {})
-        if tps is None:
-            return dict(current)
-        return {tp: current[tp] for tp in tps if tp in current}
-
-    def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
-        out = {}
-        for group_id in group_ids:
-            group = self.groups.get(group_id)
-            if group is not None and group.members:
-                out[group_id] = NON_EMPTY_GROUP
-            elif group is None and group_id not in self.store.offsets:
-                out[group_id] = GROUP_ID_NOT_FOUND
-            else:
-                self.store.delete_group(group_id)
-                self.groups.pop(group_id, None)
-                out[group_id] = NONE
-        return out
-
-    def delete_offsets(self, group_id: str, tps: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
-        group = self.groups.get(group_id)
-        if group is None and group_id not in self.store.offsets:
-            return GROUP_ID_NOT_FOUND, {}
-        subscribed: set[str] = set()
-        if group is not None and group.state != State.EMPTY and group.protocol_type == "consumer":
-            for member in group.members.values():
-                subscribed |= subscribed_topics(member.metadata_for(group.protocol_name or ""))
-        results = {tp: (GROUP_SUBSCRIBED_TO_TOPIC if tp[0] in subscribed else NONE) for tp in tps}
-        self.store.delete_offsets(group_id, [tp for tp, code in results.items() if code == NONE])
-        return NONE, results
