@@ -7,7 +7,7 @@ LINKS  := .build/mypy/tidelog
 DATA   ?= data
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit fmt bench-log bench-quick bench bench-full clean e2e e2e-build images images-docker
+.PHONY: setup run test lint unit fmt bench-log bench-quick bench bench-full bench-groups bench-cluster bench-profile clean e2e e2e-build images images-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ bench: setup
 	$(MAKE) -C bench default
 bench-full: setup
 	$(MAKE) -C bench full
+## bench-groups / bench-cluster / bench-profile: consumer-group workloads; three-broker Kafka (RF=3);
+## py-spy profiles of the broker under produce and fetch
+bench-groups: setup
+	$(MAKE) -C bench groups
+bench-cluster: setup
+	$(MAKE) -C bench cluster
+bench-profile: setup
+	$(MAKE) -C bench profile
 
 ## bench-log: the log storage micro-benchmark (append and sendfile read vs dd on the same disk)
 bench-log: setup

@@ -58,8 +58,9 @@ def _json(stdout: str) -> dict[str, Any]:
     raise GeneratorError(f"no JSON in output:\n{stdout[-2000:]}")
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, str]) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, str], replication: int = 1) -> None:
     args = ["--bootstrap", bootstrap, "--topic", topic, "--partitions", str(partitions)]
+    args += ["--replication", str(replication)]
     for k, v in config.items():
         args += ["--config", f"{k}={v}"]
     _run(rdkgen_cmd("create", *args), timeout=120)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,13 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (a broker may fork workers)."""
-    out, todo = [], [pid]
+Pids = int | Sequence[int]
+
+
+def tree(pid: Pids) -> list[int]:
+    """``pid`` (or each of several roots) and all descendants (a broker may fork workers)."""
+    out: list[int] = []
+    todo = [pid] if isinstance(pid, int) else list(pid)
     while todo:
         p = todo.pop()
         out.append(p)
@@ -48,7 +53,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: Pids) -> float:
     """utime+stime of ``pid`` and its live descendants, in seconds."""
     total = 0
     for p in tree(pid):
@@ -58,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: Pids) -> int:
     """Resident set size of ``pid`` and its live descendants, in bytes."""
     total = 0
     for p in tree(pid):
@@ -80,7 +85,7 @@ class Window:
 class Meter:
     """Context manager measuring one window: CPU delta, RSS sampled every ``interval`` s."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    def __init__(self, pid: Pids, interval: float = 0.2) -> None:
         self.pid = pid
         self.interval = interval
         self.result = Window()

@@ -42,7 +42,7 @@ def _ready(a: argparse.Namespace) -> int:
 def _create(a: argparse.Namespace) -> int:
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
     config = dict(kv.split("=", 1) for kv in a.config)
-    topic = NewTopic(a.topic, num_partitions=a.partitions, replication_factor=1, config=config)
+    topic = NewTopic(a.topic, num_partitions=a.partitions, replication_factor=a.replication, config=config)
     fut = admin.create_topics([topic], operation_timeout=30)[a.topic]
     fut.result(timeout=60)
     deadline = time.monotonic() + 30
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", default="bench")
     ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--replication", type=int, default=1, help="create: replication factor")
     ap.add_argument("--config", action="append", default=[], help="topic config k=v")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--size", type=int, default=1024)

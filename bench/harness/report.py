@@ -31,7 +31,12 @@ METRICS = [
     "generator_cpu_util",
     "startup_s",
     "idle_rss_MB",
+    "join_s",
+    "rebalance_s",
+    "failover_s",
 ]
+# Columns, in this order, for the systems a run has (kafka3: three brokers, see harness/cluster.py).
+COLUMNS = {"kafka": "Kafka", "kafka3": "Kafka, 3 brokers", "tidelog": "Tidelog"}
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -104,6 +109,19 @@ def _cell(s: dict[str, float] | None) -> str:
     return f"{_num(s['median'])} [{_num(s['min'])}, {_num(s['max'])}]"
 
 
+def _skipped_cell(doc: dict[str, Any], workload: str, system: str, stats: dict[str, Any] | None) -> str:
+    if not stats and system in doc.get("skipped", {}).get(workload, {}):
+        return "— (n/a, see note)"
+    return _cell(stats)
+
+
+def _rows_with_skips(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The aggregated rows plus one placeholder row per workload that no system could run."""
+    seen = {r["workload"] for r in doc["rows"]}
+    extra = [{"workload": w, "metric": "—", "systems": {}} for w in doc.get("skipped", {}) if w not in seen]
+    return list(doc["rows"]) + extra
+
+
 def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.3g}"
 
@@ -121,18 +139,24 @@ def markdown(doc: dict[str, Any]) -> str:
         f"`{doc['generator_cpu'] or 'unpinned'}`; {doc['repeats']} repeats, systems alternating "
         f"{' / '.join(doc['systems'])} per round; cells are median [min, max]. MB = 10^6 bytes.",
         "",
-        "| workload | metric | Kafka | Tidelog | limit | T/K | T/limit | K/limit |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in doc["rows"]:
-        s = r["systems"]
+    cols = [c for c in COLUMNS if c in doc["systems"] or c in ("kafka", "tidelog")]
+    out += [
+        "| workload | metric | " + " | ".join(COLUMNS[c] for c in cols) + " | limit | T/K | T/limit | K/limit |",
+        "|---|---|" + "---|" * len(cols) + "---|---|---|---|",
+    ]
+    for r in _rows_with_skips(doc):
+        s, w = r["systems"], r["workload"]
         limit = f"{_num(r['limit'])} ({r['limit_name']})" if "limit" in r else "—"
+        cells = " | ".join(_skipped_cell(doc, w, c, s.get(c)) for c in cols)
         out.append(
-            f"| {r['workload']} | {r['metric']} | {_cell(s.get('kafka'))} | "
-            f"{_cell(s.get('tidelog'))} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
-            f" | {_ratio(r.get('tidelog_over_limit'))} | "
-            f"{_ratio(r.get('kafka_over_limit'))} |"
+            f"| {w} | {r['metric']} | {cells} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
+            f" | {_ratio(r.get('tidelog_over_limit'))} | {_ratio(r.get('kafka_over_limit'))} |"
         )
+    notes = sorted({(sys_, why) for by in doc.get("skipped", {}).values() for sys_, why in by.items()})
+    if notes:
+        out += ["", "Not run (cells '— (n/a, see note)'):", ""]
+        out += [f"- {COLUMNS.get(sys_, sys_)}: {why}" for sys_, why in notes]
     out += ["", "Workloads:", ""]
     out += [f"- `{name}`: {desc}" for name, desc in doc["workloads"].items()]
     if doc["rates"]:
@@ -156,6 +180,7 @@ def write(
             "limits": limits,
             "rates": results.rates,
             "errors": results.errors,
+            "skipped": results.skipped,
             "rows": aggregate(results, limits),
             "samples": results.samples,
         }

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import generators as gen
-from harness import java
+from harness import groups, java
 from harness.procstat import Meter, rss_bytes
 from harness.systems import SEGMENT_BYTES, System
 from harness.workloads import Profile, Workload
@@ -41,6 +41,8 @@ class Results:
     samples: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
     rates: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # workload -> system -> why it did not run (e.g. RF=3 on a single broker)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def add(self, workload: str, system: str, sample: Sample) -> None:
         self.samples.setdefault(workload, {}).setdefault(system, []).append(sample)
@@ -87,7 +89,7 @@ class Session:
         self.cpu = gen_cpu
         self._libs = libs
         self.results = results
-        self.filled: dict[tuple[int, int, int], str] = {}
+        self.filled: dict[tuple[int, int, int, int], str] = {}
         self.n = 0
 
     @property
@@ -98,7 +100,10 @@ class Session:
     def topic(self, w: Workload, prefix: str = "t") -> str:
         self.n += 1
         name = f"{prefix}{self.n}-{w.name}"[:200]
-        gen.create_topic(self.sys.bootstrap, name, w.partitions, {"segment.bytes": str(SEGMENT_BYTES)})
+        config = {"segment.bytes": str(SEGMENT_BYTES)}
+        if w.replication > 1:
+            config["min.insync.replicas"] = str(w.replication - 1)
+        gen.create_topic(self.sys.bootstrap, name, w.partitions, config, w.replication)
         return name
 
     def warmup(self, records: int) -> None:
@@ -113,9 +118,8 @@ class Session:
         known = self.results.rates.get(w.name)
         if known:
             return float(known["rate"])
-        peaks = [
-            s["records_per_s"] for s in self.results.samples.get(w.rate_of, {}).get("kafka", []) if "records_per_s" in s
-        ]
+        by_sys = self.results.samples.get(w.rate_of, {})
+        peaks = [s["records_per_s"] for s in by_sys.get("kafka") or by_sys.get("kafka3", []) if "records_per_s" in s]
         if peaks:
             peak = float(statistics.median(peaks))
             rate = min(w.rate_cap, w.rate_fraction * peak)
@@ -130,8 +134,8 @@ class Session:
     def run(self, w: Workload) -> Sample:
         s = self.sys
         extra: Sample = {}
-        if w.kind == "consume":
-            key = (w.partitions, w.size, w.records)
+        if w.kind in ("consume", "group-consume"):
+            key = (w.partitions, w.size, w.records, w.replication)
             if key not in self.filled:
                 t = self.topic(w, "fill")
                 gen.rdk_produce(self.cpu, s.bootstrap, t, w.records, w.producer())
@@ -143,7 +147,7 @@ class Session:
         else:
             topic = self.topic(w)
         ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-        with Meter(s.pid) as m:
+        with Meter(s.pids) as m:
             if w.kind == "produce" and w.generator == "rdkafka":
                 raw = gen.rdk_produce(self.cpu, s.bootstrap, topic, w.records, w.producer())
             elif w.kind == "produce":
@@ -152,6 +156,14 @@ class Session:
                 raw = gen.rdk_consume(self.cpu, s.bootstrap, topic, w.records)
             elif w.kind == "consume":
                 raw = gen.perf_consume(self.cpu, self.libs, s.bootstrap, topic, w.records)
+            elif w.kind == "group-consume":
+                raw = groups.group_consume(
+                    self.cpu, s.bootstrap, topic, w.partitions, w.records, w.members, w.session_ms
+                )
+            elif w.kind == "failover":
+                raw = groups.failover(
+                    self.cpu, s.bootstrap, topic, w.partitions, w.members, w.session_ms, w.rate_default
+                )
             elif w.kind == "latency":
                 rate = self.rate(w)
                 count = max(1, int(rate * w.seconds))
@@ -176,10 +188,10 @@ def _mb(n: int | None) -> float | None:
 def _metrics(w: Workload, raw: Sample, cpu_s: float, rss_peak: int) -> Sample:
     moved = raw.get("consumed", raw.get("records", 0))
     out: Sample = {"raw": raw, "broker_cpu_s": round(cpu_s, 3), "rss_peak_MB": _mb(rss_peak)}
-    if w.kind in ("produce", "consume") and raw.get("seconds"):
+    if w.kind in ("produce", "consume", "group-consume") and raw.get("seconds"):
         out["records_per_s"] = raw["records"] / raw["seconds"]
         out["MB_per_s"] = raw["records"] * w.size / raw["seconds"] / 1e6
-    for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms"):
+    for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "join_s", "rebalance_s", "failover_s"):
         if k in raw:
             out[k] = raw[k]
     if moved:
@@ -213,12 +225,15 @@ def run_profile(
                     system.name,
                     {
                         "startup_s": round(system.startup_s, 3),
-                        "idle_rss_MB": _mb(rss_bytes(system.pid)),
+                        "idle_rss_MB": _mb(rss_bytes(system.pids)),
                     },
                 )
                 session = Session(system, gen_cpu, libs, results)
                 session.warmup(profile.warmup_records)
                 for w in profile.workloads:
+                    if w.replication > system.replicas:
+                        results.skipped.setdefault(w.name, {})[system.name] = system.no_replication_note
+                        continue
                     if system.proc is None or system.proc.poll() is not None:
                         raise RuntimeError(f"{system.name} died:\n{system.log_tail()}")
                     try:

@@ -51,6 +51,8 @@ class System(ABC):
     """A broker the harness can start fresh, measure and stop."""
 
     name: str = "?"
+    replicas: int = 1  # brokers: the largest replication factor this system can run
+    no_replication_note: str = "single broker: RF=1 only"
 
     def __init__(self, data_root: Path, cpu: str | None) -> None:
         self.data_root = data_root / self.name
@@ -68,6 +70,11 @@ class System(ABC):
     def pid(self) -> int:
         assert self.proc is not None, "system not started"
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """Every broker process (roots of the trees ``procstat`` measures)."""
+        return [self.pid]
 
     @abstractmethod
     def check(self) -> None:
@@ -216,6 +223,7 @@ class TidelogSystem(System):
     """Tidelog's standalone broker: ``tidelog broker --data-dir DIR --listen 127.0.0.1:PORT``."""
 
     name = "tidelog"
+    no_replication_note = "Tidelog has no replication yet (issue: three brokers once replication exists)"
 
     def check(self) -> None:
         base = tidelog_command()
@@ -242,7 +250,12 @@ class TidelogSystem(System):
         # No metrics listener (its default port would clash with other brokers on the machine);
         # the same default segment size as Kafka's log.segment.bytes.
         cmd += ["--metrics-port", "0", "--set", f"log.segment.bytes={SEGMENT_BYTES}"]
+        # Kafka gets the same in its properties: group workloads compare rebalances, not the delay.
+        cmd += ["--set", "group.initial.rebalance.delay.ms=0"]
         return cmd, dict(os.environ, **TIDELOG_ENV)
 
 
-SYSTEMS: dict[str, type[System]] = {"kafka": KafkaSystem, "tidelog": TidelogSystem}
+# At the bottom: cluster.py subclasses KafkaSystem from this module.
+from harness.cluster import KafkaCluster  # noqa: E402
+
+SYSTEMS: dict[str, type[System]] = {"kafka": KafkaSystem, "tidelog": TidelogSystem, "kafka3": KafkaCluster}

@@ -9,7 +9,7 @@ EndToEndLatency, one record in flight). ``runner`` executes them in order; profi
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 KIB = 1024
@@ -20,7 +20,7 @@ class Workload:
     """One measured step; ``name`` is stable and keys the report."""
 
     name: str
-    kind: str  # produce | consume | latency | pingpong
+    kind: str  # produce | consume | latency | pingpong | group-consume | failover
     generator: str  # rdkafka | kafka-perf
     partitions: int = 1
     size: int = KIB
@@ -39,6 +39,9 @@ class Workload:
     rate_cap: float = 50_000.0
     seconds: float = 10.0  # latency only: duration at the fixed rate
     extra: dict[str, Any] = field(default_factory=dict)
+    replication: int = 1  # >1: topics with min.insync.replicas=replication-1 (three-broker systems)
+    members: int = 3  # group workloads: consumer processes in the group
+    session_ms: int = 6000  # group workloads: session.timeout.ms (both brokers: initial delay 0)
 
     def producer(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,18 @@ class Workload:
     def describe(self) -> str:
         size = f"{self.size // KIB} KiB" if self.size >= KIB else f"{self.size} B"
         base = f"{self.kind} {size} x{self.partitions}p via {self.generator}"
+        if self.replication > 1:
+            base += f", RF={self.replication} min.insync.replicas={self.replication - 1}"
+        if self.kind == "group-consume":
+            return (
+                f"{base}, {self.members}-member group formed first (partitions paused), then read from "
+                f"earliest; session {self.session_ms} ms"
+            )
+        if self.kind == "failover":
+            return (
+                f"{base}, {self.members}-member group, SIGKILL one while {self.rate_default:g} records/s flow; "
+                f"session.timeout.ms={self.session_ms}, group.initial.rebalance.delay.ms=0"
+            )
         if self.kind == "produce":
             return f"{base}, acks={self.acks}, {self.compression}, linger {self.linger_ms:g} ms"
         if self.kind == "consume":
@@ -98,6 +113,23 @@ def latency(partitions: int, size: int, rate_of: str, seconds: float, rate_defau
     )
 
 
+def group_consume(partitions: int, records: int, members: int = 3) -> Workload:
+    name = f"group-consume-1k-{partitions}p-{members}m"
+    return Workload(name, "group-consume", "rdkafka", partitions, KIB, records, members=members)
+
+
+def failover(partitions: int, members: int = 3, session_ms: int = 6000, rate: float = 1000.0) -> Workload:
+    name = f"group-failover-{partitions}p-{members}m-s{session_ms}"
+    return Workload(
+        name, "failover", "rdkafka", partitions, KIB, 0, members=members, session_ms=session_ms, rate_default=rate
+    )
+
+
+def replicated(w: Workload, rf: int = 3) -> Workload:
+    """``w`` on topics with replication factor ``rf`` and acks=all (three-broker systems only)."""
+    return replace(w, name=f"{w.name.replace('-acks1-', '-acksall-')}-rf{rf}", replication=rf, acks="all")
+
+
 def pingpong(size: int, records: int) -> Workload:
     return Workload(f"pingpong-{_size_tag(size)}-1p", "pingpong", "kafka-perf", 1, size, records, acks="1")
 
@@ -124,6 +156,7 @@ def _default() -> list[Workload]:
         consume("rdkafka", 16, KIB, 1_000_000, "cold"),
         latency(1, KIB, p1k1.name, seconds=15),
         pingpong(KIB, 2000),
+        *_groups(1_000_000),
     ]
 
 
@@ -140,7 +173,31 @@ def _full() -> list[Workload]:
         ref = produce("rdkafka", parts, size, records[size]).name
         out.append(latency(parts, size, ref, seconds=20))
     out += [pingpong(100, 5000), pingpong(KIB, 5000)]
-    return out
+    return out + _groups(1_000_000) + _cluster()
+
+
+def _groups(records: int) -> list[Workload]:
+    """Issue 4: a 3-member group's consume throughput and its failover time."""
+    return [group_consume(16, records), group_consume(6, records), failover(6)]
+
+
+def _cluster() -> list[Workload]:
+    """RF=3, acks=all, min.insync.replicas=2: only systems with three brokers run these."""
+    p1k1 = produce("rdkafka", 1, KIB, 1_000_000)
+    return [
+        replicated(p1k1),
+        replicated(produce("rdkafka", 16, KIB, 1_000_000)),
+        replicated(produce("kafka-perf", 16, KIB, 1_000_000, compression="lz4")),
+        replicated(consume("rdkafka", 16, KIB, 1_000_000, "warm")),
+        replicated(latency(1, KIB, replicated(p1k1).name, seconds=15)),
+        # 50 % of the peak (measured with 1 MiB batches) overloads three JVMs on one core with the
+        # latency workload's 128 KiB / 1 ms batches; 15 % shows the unloaded cluster's latency.
+        replace(
+            replicated(latency(1, KIB, replicated(p1k1).name, seconds=15)),
+            name="latency-1k-1p-fixed15-rf3",
+            rate_fraction=0.15,
+        ),
+    ]
 
 
 def _smoke() -> list[Workload]:
@@ -168,4 +225,6 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", _quick(), 3, "quick", 50_000),
     "default": Profile("default", _default(), 3, "default", 300_000),
     "full": Profile("full", _full(), 3, "full", 300_000),
+    "groups": Profile("groups", _groups(1_000_000), 3, "none", 50_000),
+    "cluster": Profile("cluster", _cluster(), 3, "none", 300_000),
 }
