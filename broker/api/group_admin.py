@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.groups.codes import NOT_COORDINATOR
 from tidelog.broker.groups.group import State
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
@@ -57,6 +58,19 @@ def describe_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview)
     described: list[dict[str, Any]] = []
     for group_id in r.groups:
         g = ctx.groups.groups.get(group_id)
+        if not ctx.groups.owns(group_id):
+            described.append(
+                dict(
+                    error_code=NOT_COORDINATOR,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=[],
+                    authorized_operations=-(2**31),
+                )
+            )
+            continue
         if g is None:
             described.append(
                 dict(

@@ -86,7 +86,7 @@ def leave_group(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     r = messages.decode_request(13, version, body)
     members = [(m.member_id, m.group_instance_id) for m in r.members] if version >= 3 else [(r.member_id, None)]
     results = ctx.groups.leave(r.group_id, members)
-    top = results[0][2] if version < 3 else 0
+    top = results[0][2] if version < 3 or not ctx.groups.owns(r.group_id) else 0
     return _reply(
         13,
         version,

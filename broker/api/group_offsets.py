@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.groups.codes import NOT_COORDINATOR
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
 
@@ -66,11 +67,22 @@ def _fetch_group(ctx: BrokerContext, group_id: str, topics: Any) -> list[dict[st
 def offset_fetch(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     version = header.api_version
     r = messages.decode_request(9, version, body)
+
+    def error_for(group_id: str) -> int:
+        return 0 if ctx.groups.owns(group_id) else NOT_COORDINATOR
+
     if version >= 8:
         groups = [
-            dict(group_id=g.group_id, topics=_fetch_group(ctx, g.group_id, g.topics), error_code=0) for g in r.groups
+            dict(
+                group_id=g.group_id,
+                error_code=error_for(g.group_id),
+                topics=[] if error_for(g.group_id) else _fetch_group(ctx, g.group_id, g.topics),
+            )
+            for g in r.groups
         ]
         return _reply(9, version, throttle_time=0, groups=groups)
+    if error_for(r.group_id):
+        return _reply(9, version, throttle_time=0, topics=[], error_code=NOT_COORDINATOR)
     return _reply(9, version, throttle_time=0, topics=_fetch_group(ctx, r.group_id, r.topics), error_code=0)
 
 

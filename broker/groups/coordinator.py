@@ -23,6 +23,7 @@ from tidelog.broker.groups.codes import (
     INVALID_SESSION_TIMEOUT,
     MEMBER_ID_REQUIRED,
     NONE,
+    NOT_COORDINATOR,
     REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
 )
@@ -52,6 +53,9 @@ class GroupCoordinator(OffsetOps):
         self.settings = settings or GroupSettings()
         self.offset_metadata_max_bytes = self.settings.offset_metadata_max_bytes
         self.observe = observe
+        # Whether this broker leads the group's __consumer_offsets partition: always on a lone broker;
+        # the replicated cluster wires it to partition leadership.
+        self.owns: Callable[[str], bool] = lambda _group_id: True
         self.groups: dict[str, Group] = {}
 
     def load(self) -> None:
@@ -124,6 +128,8 @@ class GroupCoordinator(OffsetOps):
         s = self.settings
         if not group_id:
             return JoinResult(INVALID_GROUP_ID)
+        if not self.owns(group_id):
+            return JoinResult(NOT_COORDINATOR, member_id=member_id)
         if not s.min_session_timeout_ms <= session_ms <= s.max_session_timeout_ms:
             return JoinResult(INVALID_SESSION_TIMEOUT)
         group = self.groups.get(group_id)
@@ -329,6 +335,8 @@ class GroupCoordinator(OffsetOps):
         instance_id: str | None,
         assignments: dict[str, bytes],
     ) -> tuple[int, bytes, str | None, str | None]:
+        if not self.owns(group_id):
+            return NOT_COORDINATOR, b"", None, None
         group = self.groups.get(group_id)
         error = self._check_member(group, member_id, instance_id)
         if error:
@@ -357,6 +365,8 @@ class GroupCoordinator(OffsetOps):
         return code, assignment, group.protocol_type, group.protocol_name
 
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
+        if not self.owns(group_id):
+            return NOT_COORDINATOR
         group = self.groups.get(group_id)
         error = self._check_member(group, member_id, instance_id)
         if error:
@@ -372,6 +382,8 @@ class GroupCoordinator(OffsetOps):
     def leave(self, group_id: str, members: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None, int]]:
         group = self.groups.get(group_id)
         out = []
+        if not self.owns(group_id):
+            return [(member_id, instance_id, NOT_COORDINATOR) for member_id, instance_id in members]
         for member_id, instance_id in members:
             mid = member_id
             if group is not None and not mid and instance_id:

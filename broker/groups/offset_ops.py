@@ -35,6 +35,7 @@ class OffsetOps:
     store: OffsetsStore
     observe: Callable[[str, Any], None]
     offset_metadata_max_bytes: int
+    owns: Callable[[str], bool]
 
     def _check_member(self, group: Group | None, member_id: str, instance_id: str | None) -> int:
         raise NotImplementedError  # pragma: no cover - the coordinator provides it
@@ -53,6 +54,8 @@ class OffsetOps:
         group = self.groups.get(group_id)
         if not group_id:
             return dict.fromkeys(offsets, c.INVALID_GROUP_ID)
+        if not self.owns(group_id):
+            return dict.fromkeys(offsets, c.NOT_COORDINATOR)
         error = c.NONE
         if generation < 0 and not member_id:
             if group is not None and group.members:
@@ -94,7 +97,9 @@ class OffsetOps:
         out = {}
         for group_id in group_ids:
             group = self.groups.get(group_id)
-            if group is not None and group.members:
+            if not self.owns(group_id):
+                out[group_id] = c.NOT_COORDINATOR
+            elif group is not None and group.members:
                 out[group_id] = c.NON_EMPTY_GROUP
             elif group is None and group_id not in self.store.offsets:
                 out[group_id] = c.GROUP_ID_NOT_FOUND
@@ -106,6 +111,8 @@ class OffsetOps:
 
     def delete_offsets(self, group_id: str, tps: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
         group = self.groups.get(group_id)
+        if not self.owns(group_id):
+            return c.NOT_COORDINATOR, {}
         if group is None and group_id not in self.store.offsets:
             return c.GROUP_ID_NOT_FOUND, {}
         subscribed: set[str] = set()
