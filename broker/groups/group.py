@@ -70,7 +70,8 @@ class Group:
         if not self.members:
             return bool(protocol_type) and bool(protocols)
         names = {name for name, _ in protocols}
-        return protocol_type == self.protocol_type and bool(names & self.candidate_protocols())
+        current_type = self.protocol_type or next(iter(self.members.values())).protocol_type
+        return protocol_type == current_type and bool(names & self.candidate_protocols())
 
     def candidate_protocols(self) -> set[str]:
         sets = [{name for name, _ in m.protocols} for m in self.members.values()]
