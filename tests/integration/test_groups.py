@@ -405,3 +405,22 @@ def test_delete_groups_and_offsets(broker: RunningBroker) -> None:
     admin.delete_consumer_groups([group])[group].result(10)
     with pytest.raises(Exception, match=r"GROUP_ID_NOT_FOUND|does not exist"):
         admin.delete_consumer_groups([group])[group].result(10)
+
+
+def test_members_starting_together_with_the_default_join_delay(own_broker: RunningBroker) -> None:
+    """group.initial.rebalance.delay.ms at Kafka's default (3 s): members that join an empty group
+    together land in one generation and share the partitions."""
+    topic, group = "together", "together-group"
+    create(own_broker.bootstrap, topic, 4)
+    members = [Member(own_broker.bootstrap, group, topic) for _ in range(2)]
+    try:
+        wait_until(
+            "both members assigned",
+            lambda: all(m.assignment for m in members) and sum(len(m.assignment) for m in members) == 4,
+        )
+        assert not (members[0].assignment & members[1].assignment)
+        # one generation from the start: nobody ever held all four partitions alone
+        assert all(len(a) < 4 for m in members for a in m.assignments if a), [m.assignments for m in members]
+    finally:
+        for m in members:
+            m.stop()
