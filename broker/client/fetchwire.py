@@ -19,15 +19,12 @@ Tested against kio's reader on responses kio writes, at every version.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from tidelog.broker.client.errors import BrokerConnectionError
+from tidelog.broker.protocol.wire import InvalidRequestError, Reader
 
 FLEXIBLE_FROM = 12
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,104 +47,51 @@ class FetchAnswer:
     topics: dict[str, list[PartitionAnswer]]
 
 
-class _Cursor:
-    __slots__ = ("buf", "flexible", "pos")
-
-    def __init__(self, buf: memoryview, pos: int, flexible: bool) -> None:
-        self.buf = buf
-        self.pos = pos
-        self.flexible = flexible
-
-    def _take(self, n: int) -> int:
-        start = self.pos
-        if n < 0 or start + n > len(self.buf):
-            raise BrokerConnectionError(f"Fetch response truncated at byte {start} (needs {n} more)")
-        self.pos = start + n
-        return start
-
-    def i16(self) -> int:
-        return int(_I16.unpack_from(self.buf, self._take(2))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack_from(self.buf, self._take(4))[0])
-
-    def i64(self) -> int:
-        return int(_I64.unpack_from(self.buf, self._take(8))[0])
-
-    def uvarint(self) -> int:
-        shift = value = 0
-        while True:
-            byte = self.buf[self._take(1)]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift > 35:
-                raise BrokerConnectionError("unsigned varint longer than 5 bytes in a Fetch response")
-
-    def length(self) -> int:
-        """An array/string/bytes length: -1 for null."""
-        if self.flexible:
-            return self.uvarint() - 1
-        return self.i32()
-
-    def string(self) -> str:
-        n = self.uvarint() - 1 if self.flexible else self.i16()
-        if n < 0:
-            return ""
-        start = self._take(n)
-        return bytes(self.buf[start : start + n]).decode("utf-8")
-
-    def bytes_view(self) -> memoryview | None:
-        n = self.length()
-        if n < 0:
-            return None
-        start = self._take(n)
-        return self.buf[start : start + n]
-
-    def skip_tagged_fields(self) -> None:
-        if not self.flexible:
-            return
-        for _ in range(self.uvarint()):
-            self.uvarint()  # tag
-            self._take(self.uvarint())
-
-
 def decode_fetch_response(frame: bytes | memoryview, version: int) -> FetchAnswer:
     """Decode a whole Fetch response ``frame`` (size prefix removed, header included) of ``version``."""
     if not 4 <= version <= FLEXIBLE_FROM:
         raise ValueError(f"the hand-written Fetch decoder handles v4-v{FLEXIBLE_FROM}, not v{version}")
-    c = _Cursor(memoryview(frame), 4, version >= FLEXIBLE_FROM)  # after the correlation id
-    c.skip_tagged_fields()  # response header v1
-    throttle = c.i32()
-    error_code = c.i16() if version >= 7 else 0
-    session_id = c.i32() if version >= 7 else 0
+    try:
+        return _decode(Reader(memoryview(frame), 4), version, version >= FLEXIBLE_FROM)  # after the correlation id
+    except InvalidRequestError as exc:  # the shared wire reader's "truncated / malformed"
+        raise BrokerConnectionError(f"Fetch v{version} response: {exc}") from None
+
+
+def _decode(r: Reader, version: int, flexible: bool) -> FetchAnswer:
+    def tags() -> None:
+        if flexible:
+            r.skip_tagged_fields()
+
+    tags()  # response header v1
+    throttle = r.int32()
+    error_code = r.int16() if version >= 7 else 0
+    session_id = r.int32() if version >= 7 else 0
     topics: dict[str, list[PartitionAnswer]] = {}
-    for _t in range(max(c.length(), 0)):
-        name = c.string()
+    for _t in range(max(r.array_length(flexible), 0)):
+        name = r.string(flexible) or ""
         parts = topics.setdefault(name, [])
-        for _p in range(max(c.length(), 0)):
-            partition = c.i32()
-            code = c.i16()
-            high_watermark = c.i64()
-            last_stable = c.i64()
-            log_start = c.i64() if version >= 5 else -1
+        for _p in range(max(r.array_length(flexible), 0)):
+            partition = r.int32()
+            code = r.int16()
+            high_watermark = r.int64()
+            last_stable = r.int64()
+            log_start = r.int64() if version >= 5 else -1
             aborted: tuple[tuple[int, int], ...] | None = None
-            count = c.length()
+            count = r.array_length(flexible)
             if count >= 0:
                 items = []
                 for _a in range(count):
-                    items.append((c.i64(), c.i64()))
-                    c.skip_tagged_fields()
+                    items.append((r.int64(), r.int64()))
+                    tags()
                 aborted = tuple(items)
-            preferred = c.i32() if version >= 11 else -1
-            records = c.bytes_view()
-            c.skip_tagged_fields()
+            preferred = r.int32() if version >= 11 else -1
+            records = r.bytes_view(flexible)
+            tags()
             parts.append(
                 PartitionAnswer(partition, code, high_watermark, last_stable, log_start, aborted, preferred, records)
             )
-        c.skip_tagged_fields()
-    c.skip_tagged_fields()
-    if c.pos != len(c.buf):
-        raise BrokerConnectionError(f"Fetch v{version} response: {len(c.buf) - c.pos} unparsed trailing bytes")
+        tags()
+    tags()
+    if r.pos != len(r.buf):
+        raise BrokerConnectionError(f"Fetch v{version} response: {len(r.buf) - r.pos} unparsed trailing bytes")
     return FetchAnswer(throttle, error_code, session_id, topics)
