@@ -8,6 +8,7 @@ percentiles in ms; ``runner`` turns them into metrics. Output formats are those 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -124,6 +125,49 @@ def rdk_e2e(
     res["seconds"] = prod["seconds"]
     res["produce_errors"] = prod["errors"]
     return res
+
+
+LATGEN_SRC = Path(__file__).resolve().parents[1] / "latgen" / "latgen.c"
+
+
+def latgen_binary() -> Path:
+    """The C latency generator, compiled once per source version into the bench cache (needs gcc and
+    Debian's librdkafka-dev: ``apt-get install gcc librdkafka-dev``)."""
+    digest = hashlib.sha256(LATGEN_SRC.read_bytes()).hexdigest()[:12]
+    cache = Path(os.environ.get("TIDELOG_BENCH_CACHE", Path.home() / ".cache" / "tidelog-bench")) / "latgen"
+    binary = cache / f"latgen-{digest}"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        build = subprocess.run(
+            ["gcc", "-O2", "-Wall", "-o", str(binary), str(LATGEN_SRC), "-lrdkafka", "-lpthread"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if build.returncode != 0:
+            raise GeneratorError(
+                f"cannot build bench/latgen (apt-get install gcc librdkafka-dev): {build.stderr.strip()[-500:]}"
+            )
+    return binary
+
+
+def c_e2e(
+    cpu: str | None, bootstrap: str, topic: str, count: int, rate: float, p: dict[str, Any], warmup: int = 0
+) -> dict[str, Any]:
+    """Fixed-rate end-to-end latency from the C generator: producer and consumer in one process."""
+    cmd = [
+        str(latgen_binary()),
+        bootstrap,
+        topic,
+        str(count + warmup),
+        str(rate),
+        str(p["size"]),
+        str(warmup),
+        str(p["linger_ms"]),
+        str(p["batch_size"]),
+        str(p["acks"]),
+    ]
+    return _json(_run(_pinned(cpu, cmd), timeout=(count + warmup) / rate + 120))
 
 
 _PP = re.compile(

@@ -168,7 +168,8 @@ class Session:
                 rate = self.rate(w)
                 count = max(1, int(rate * w.seconds))
                 warm = int(rate * LATENCY_WARMUP_S)
-                raw = gen.rdk_e2e(self.cpu, s.bootstrap, topic, count, rate, w.producer(), warm)
+                e2e = gen.c_e2e if w.generator == "latgen" else gen.rdk_e2e
+                raw = e2e(self.cpu, s.bootstrap, topic, count, rate, w.producer(), warm)
                 extra["rate"] = round(rate, 1)
             else:
                 raw = gen.perf_pingpong(self.cpu, self.libs, s.bootstrap, topic, w.records, w.size, w.acks)
