@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from groupreader import read_in_group
 from tidelogbroker import RunningBroker, tidelog_broker
 
 MEMBER = Path(__file__).with_name("group_member.py")
@@ -211,21 +212,7 @@ def test_committed_offsets_survive_a_broker_restart(tmp_path: Path) -> None:
         topic, group = "durable", "resumer"
         create(broker.bootstrap, topic, 2)
         produce(broker.bootstrap, topic, [f"v{i}" for i in range(100)])
-        consumer = Consumer(
-            {
-                "bootstrap.servers": broker.bootstrap,
-                "group.id": group,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        consumer.subscribe([topic])
-        seen = 0
-        deadline = time.monotonic() + 30
-        while seen < 60 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                seen += 1
+        consumer = read_in_group(broker.bootstrap, group, topic, 60)
         consumer.commit(asynchronous=False)
         committed = {
             tp.partition: tp.offset
@@ -377,20 +364,7 @@ def test_delete_groups_and_offsets(broker: RunningBroker) -> None:
     topic, group = f"del-{uuid.uuid4().hex[:6]}", f"del-{uuid.uuid4().hex[:6]}"
     create(broker.bootstrap, topic, 2)
     produce(broker.bootstrap, topic, [f"d{i}" for i in range(10)])
-    c = Consumer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([topic])
-    seen = 0
-    deadline = time.monotonic() + 20
-    while seen < 10 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        seen += m is not None and m.error() is None
+    c = read_in_group(broker.bootstrap, group, topic, 10, timeout=20)
     c.commit(asynchronous=False)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     with pytest.raises(Exception, match=r"NON_EMPTY_GROUP|not empty"):

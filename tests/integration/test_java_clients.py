@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from groupreader import read_in_group
 from realkafka import run_java_tool
 from tidelogbroker import RunningBroker
 
@@ -77,20 +78,7 @@ def test_kafka_consumer_groups_tool_lists_describes_and_resets(broker: RunningBr
     for i in range(30):
         producer.produce(topic, value=b"%d" % i, partition=0, timestamp=base + i * 1000)
     assert producer.flush(15) == 0
-    consumer = Consumer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    seen = 0
-    deadline = time.monotonic() + 30
-    while seen < 30 and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        seen += msg is not None and msg.error() is None
+    consumer = read_in_group(broker.bootstrap, group, topic, 30)
     consumer.commit(asynchronous=False)
     consumer.close()
     tool = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
