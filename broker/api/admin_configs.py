@@ -103,15 +103,15 @@ def describe_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview
     return Reply.of(messages.encode_response(response))
 
 
-def _apply(ctx: BrokerContext, topic: str, configs: dict[str, str], validate_only: bool) -> None:
+async def _apply(ctx: BrokerContext, topic: str, configs: dict[str, str], validate_only: bool) -> None:
     if topic not in ctx.topics.topics:
         raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist")
-    config = ctx.topics.set_configs(topic, configs, validate_only)
+    config = await ctx.topics.alter_configs(topic, configs, validate_only)
     if not validate_only:
         ctx.logs.update_config(topic, config)
 
 
-def _alter(ctx: BrokerContext, header: RequestHeader, body: memoryview, incremental: bool) -> Outcome:
+async def _alter(ctx: BrokerContext, header: RequestHeader, body: memoryview, incremental: bool) -> Outcome:
     key = 44 if incremental else 33
     version = header.api_version
     request = messages.decode_request(key, version, body)
@@ -147,7 +147,7 @@ def _alter(ctx: BrokerContext, header: RequestHeader, body: memoryview, incremen
                     configs[c.name] = ",".join(merged)
                 else:
                     raise InvalidConfigError(f"unknown config operation {op}")
-            _apply(ctx, res.resource_name, configs, bool(request.validate_only))
+            await _apply(ctx, res.resource_name, configs, bool(request.validate_only))
         except KafkaError as exc:
             out.update(error_code=exc.error_code, error_message=str(exc))
         responses.append(out)
@@ -155,9 +155,9 @@ def _alter(ctx: BrokerContext, header: RequestHeader, body: memoryview, incremen
     return Reply.of(messages.encode_response(response))
 
 
-def alter_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
-    return _alter(ctx, header, body, incremental=False)
+async def alter_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    return await _alter(ctx, header, body, incremental=False)
 
 
-def incremental_alter_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
-    return _alter(ctx, header, body, incremental=True)
+async def incremental_alter_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+    return await _alter(ctx, header, body, incremental=True)

@@ -15,7 +15,7 @@ from tidelog.broker.protocol.frames import RequestHeader
 ZERO_ID = uuid.UUID(int=0)
 
 
-def create_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+async def create_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     version = header.api_version
     request = messages.decode_request(19, version, body)
     validate_only = bool(messages.field_or(request, "validate_only", False))
@@ -36,13 +36,14 @@ def create_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
             configs=[],
         )
         try:
-            if topic.assignments:
-                rf = len(topic.assignments[0].broker_ids)
-                partitions = len(topic.assignments)
+            assignment = [list(a.broker_ids) for a in topic.assignments] if topic.assignments else None
+            if assignment:
+                rf = len(assignment[0])
+                partitions = len(assignment)
             if validate_only:
                 ctx.topics.check_create(topic.name, partitions, rf, configs)
             else:
-                info = ctx.topics.create(topic.name, partitions, rf, configs)
+                info = await ctx.topics.create_topic(topic.name, partitions, rf, configs, assignment)
                 result["topic_id"] = info.topic_id
         except KafkaError as exc:
             result.update(error_code=exc.error_code, error_message=str(exc), num_partitions=-1, replication_factor=-1)
@@ -51,7 +52,7 @@ def create_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
     return Reply.of(messages.encode_response(response))
 
 
-def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+async def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     version = header.api_version
     request = messages.decode_request(20, version, body)
     if version >= 6:
@@ -66,9 +67,11 @@ def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
         try:
             if name is None:
                 raise messages_error(100, f"no topic has id {topic_id}")
-            info = ctx.topics.delete(name)
+            info = await ctx.topics.delete_topic(name)
+            ctx.replicas.forget_topic(name)
             for partition in range(info.partitions):
-                ctx.logs.delete(name, partition)
+                if ctx.logs.get(name, partition) is not None:
+                    ctx.logs.delete(name, partition)
                 ctx.producers.forget((name, partition))
             results.append(dict(name=name, topic_id=info.topic_id, error_code=0, error_message=None))
         except KafkaError as exc:
@@ -79,7 +82,7 @@ def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
     return Reply.of(messages.encode_response(response))
 
 
-def create_partitions(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+async def create_partitions(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     version = header.api_version
     request = messages.decode_request(37, version, body)
     validate_only = bool(request.validate_only)
@@ -88,7 +91,8 @@ def create_partitions(ctx: BrokerContext, header: RequestHeader, body: memoryvie
         try:
             if topic.name not in ctx.topics.topics:
                 raise UnknownTopicOrPartitionError(f"topic {topic.name!r} does not exist")
-            ctx.topics.add_partitions(topic.name, int(topic.count), validate_only)
+            assignment = [list(a.broker_ids) for a in topic.assignments] if topic.assignments else None
+            await ctx.topics.create_partitions(topic.name, int(topic.count), validate_only, assignment)
             results.append(dict(name=topic.name, error_code=0, error_message=None))
         except KafkaError as exc:
             results.append(dict(name=topic.name, error_code=exc.error_code, error_message=str(exc)))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from tidelog.broker.cluster.catalog import ClusterCatalog
 from tidelog.broker.cluster.topics import TopicInfo, TopicStore
 from tidelog.broker.groups.coordinator import GroupCoordinator
 from tidelog.broker.groups.idempotence import Idempotence
@@ -16,6 +17,8 @@ from tidelog.broker.log.manager import LogManager
 from tidelog.broker.protocol import fetch
 from tidelog.broker.protocol.errors import UnknownTopicOrPartitionError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.replication.manager import ReplicaManager
+from tidelog.broker.replication.replica import Replica
 
 Part = fetch.Part
 
@@ -71,30 +74,33 @@ class Waiters:
 @dataclass(slots=True)
 class BrokerContext:
     settings: Settings
-    topics: TopicStore
+    topics: TopicStore | ClusterCatalog
     logs: LogManager
     idempotence: Idempotence
     groups: GroupCoordinator
+    replicas: ReplicaManager
     waiters: Waiters = field(default_factory=Waiters)
     observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
+    cluster: Any = None  # the ClusterMetadata of a cluster member (None on a lone broker)
+
+    def leader(self, topic: str, partition: int, current_leader_epoch: int = -1) -> Replica:
+        """The replica this broker leads, or the Kafka error that sends the client elsewhere
+        (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH)."""
+        if not self.topics.has_partition(topic, partition):
+            raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist")
+        return self.replicas.leader(topic, partition, current_leader_epoch)
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog:
-        """The log of an existing partition (created on first use), or UNKNOWN_TOPIC_OR_PARTITION."""
-        info = self.topics.topics.get(topic)
-        if info is None or not 0 <= partition < info.partitions:
-            raise UnknownTopicOrPartitionError(f"{topic}-{partition} does not exist on this broker")
-        plog = self.logs.get(topic, partition)
-        if plog is None:
-            plog = self.logs.get_or_create(topic, partition, self.topics.log_config(topic))
-        return plog
+        """The log of a partition this broker leads."""
+        return self.leader(topic, partition).log
 
     @property
     def producers(self) -> Idempotence:
         return self.idempotence
 
     def auto_create(self, topic: str) -> TopicInfo | None:
-        """Create ``topic`` with the broker defaults if auto creation is on; None otherwise."""
+        """Create ``topic`` with the broker defaults if auto creation is on. None when it is off,
+        or (in a cluster) while the creation is under way: callers answer LEADER_NOT_AVAILABLE."""
         if not self.settings.auto_create_topics:
             return None
-        self.topics.check_create(topic, self.settings.num_partitions, self.settings.default_replication_factor, {})
-        return self.topics.create(topic, self.settings.num_partitions, self.settings.default_replication_factor, {})
+        return self.topics.auto_create(topic, self.settings.num_partitions, self.settings.default_replication_factor)

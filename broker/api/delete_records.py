@@ -12,8 +12,9 @@ from tidelog.broker.protocol.frames import RequestHeader
 
 def _delete(ctx: BrokerContext, topic: str, partition: int, offset: int) -> dict[str, Any]:
     try:
-        plog = ctx.partition_log(topic, partition)
-        hw = plog.log_end_offset
+        replica = ctx.leader(topic, partition)
+        plog = replica.log
+        hw = replica.high_watermark
         target = hw if offset == -1 else offset
         if target < 0 or target > hw:
             raise OffsetOutOfRangeError(f"offset {offset} is beyond the high watermark {hw}")

@@ -26,6 +26,7 @@ Results = list[tuple[str, list[fetch.PartitionResult]]]
 
 def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
     budget = min(int(messages.field_or(request, "max_bytes", 2**31 - 1)), ctx.settings.fetch_max_bytes)
+    replica_id = int(messages.field_or(request, "replica_id", -1))
     results: Results = []
     total = 0
     for topic in request.topics:  # type: ignore[attr-defined]
@@ -33,22 +34,25 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
         answers: list[fetch.PartitionResult] = []
         for p in topic.partitions:
             index = int(p.partition)
+            offset = int(p.fetch_offset)
             try:
-                plog = ctx.partition_log(name, index)
-                hw = plog.log_end_offset  # a lone broker: the high watermark is the log end
-                info = plog.read(
-                    int(p.fetch_offset),
+                replica = ctx.leader(name, index, int(messages.field_or(p, "current_leader_epoch", -1)))
+                if replica_id >= 0:  # a follower: its fetch offset is its log end
+                    ctx.replicas.follower_fetched(replica_id, replica, offset)
+                hw = replica.high_watermark
+                info = replica.log.read(
+                    offset,
                     min(int(p.partition_max_bytes), max(budget - total, 0)),
-                    max_offset=hw,
+                    max_offset=replica.log.log_end_offset if replica_id >= 0 else hw,
                     min_one=total == 0,
                 )
             except KafkaError as exc:
-                log.info("fetch %s-%d at %d: %s", name, index, int(p.fetch_offset), exc)
+                log.info("fetch %s-%d at %d: %s", name, index, offset, exc)
                 lso = hw = start = -1
-                plog_known = ctx.logs.get(name, index)
-                if plog_known is not None:
-                    hw = lso = plog_known.log_end_offset
-                    start = plog_known.log_start_offset
+                known = ctx.replicas.replicas.get((name, index))
+                if known is not None:
+                    hw = lso = known.high_watermark
+                    start = known.log.log_start_offset
                 answers.append(fetch.PartitionResult(index, exc.error_code, hw, lso, start, None))
                 continue
             region = info.region

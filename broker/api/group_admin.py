@@ -1,5 +1,6 @@
 """FindCoordinator (10), ListGroups (16), DescribeGroups (15), DeleteGroups (42). On a lone broker
-this broker coordinates every group; transaction coordinators are refused (no transactions yet)."""
+this broker coordinates every group; in a cluster the leader of the group's ``__consumer_offsets``
+partition does. Transaction coordinators are refused (no transactions yet)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.groups.codes import NOT_COORDINATOR
 from tidelog.broker.groups.group import State
+from tidelog.broker.groups.offsets_store import OFFSETS_TOPIC
 from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
@@ -23,12 +26,14 @@ def find_coordinator(ctx: BrokerContext, header: RequestHeader, body: memoryview
     version = header.api_version
     r = messages.decode_request(10, version, body)
     key_type = int(messages.field_or(r, "key_type", GROUP_KEY))
-    s = ctx.settings
     if key_type == GROUP_KEY:
-        ctx.groups.store.ensure_topic()
-        error, message, node, host, port = 0, None, s.node_id, s.host, s.port
-    else:
-        error, message, node, host, port = INVALID_REQUEST, "transactions are not supported yet", -1, "", -1
+        keys = list(r.coordinator_keys) if version >= 4 else [r.key]
+        found = [_coordinator_of(ctx, k) for k in keys]
+        if version >= 4:
+            coordinators = [dict(key=k, **f) for k, f in zip(keys, found, strict=True)]
+            return _reply(10, version, throttle_time=0, coordinators=coordinators)
+        return _reply(10, version, throttle_time=0, **found[0])
+    error, message, node, host, port = INVALID_REQUEST, "transactions are not supported yet", -1, "", -1
     if version >= 4:
         coordinators = [
             dict(key=k, node_id=node, host=host, port=port, error_code=error, error_message=message)
@@ -38,6 +43,24 @@ def find_coordinator(ctx: BrokerContext, header: RequestHeader, body: memoryview
     return _reply(
         10, version, throttle_time=0, error_code=error, error_message=message, node_id=node, host=host, port=port
     )
+
+
+def _coordinator_of(ctx: BrokerContext, key: str) -> dict[str, Any]:
+    """The broker leading the group's ``__consumer_offsets`` partition (this one, when alone)."""
+    s = ctx.settings
+    try:
+        partition = ctx.groups.store.partition_of(key)
+    except KafkaError as exc:
+        return dict(node_id=-1, host="", port=-1, error_code=exc.error_code, error_message=str(exc))
+    meta = ctx.cluster
+    if meta is None:
+        return dict(node_id=s.node_id, host=s.host, port=s.port, error_code=0, error_message=None)
+    topic = meta.topics.get(OFFSETS_TOPIC)
+    leader = topic.partitions[partition].leader if topic is not None and partition < len(topic.partitions) else -1
+    broker = meta.brokers.get(leader)
+    if broker is None:
+        return dict(node_id=-1, host="", port=-1, error_code=15, error_message="the coordinator is not available")
+    return dict(node_id=broker.broker_id, host=broker.host, port=broker.port, error_code=0, error_message=None)
 
 
 def list_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:

@@ -14,14 +14,15 @@ API_KEY = 2
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-def _lookup(ctx: BrokerContext, topic: str, partition: int, timestamp: int) -> dict[str, Any]:
+def _lookup(ctx: BrokerContext, topic: str, partition: int, timestamp: int, epoch: int) -> dict[str, Any]:
     try:
-        plog = ctx.partition_log(topic, partition)
+        replica = ctx.leader(topic, partition, epoch)
     except KafkaError as exc:
         return dict(partition_index=partition, error_code=exc.error_code, timestamp=-1, offset=-1, leader_epoch=-1)
+    plog = replica.log
     found: tuple[int, int] | None
     if timestamp == LATEST:
-        found = (plog.log_end_offset, -1)
+        found = (replica.high_watermark, -1)
     elif timestamp == EARLIEST:
         found = (plog.log_start_offset, -1)
     elif timestamp == MAX_TIMESTAMP:
@@ -29,7 +30,9 @@ def _lookup(ctx: BrokerContext, topic: str, partition: int, timestamp: int) -> d
     else:
         found = plog.offset_for_timestamp(timestamp)
     offset, ts = found if found is not None else (-1, -1)
-    return dict(partition_index=partition, error_code=0, timestamp=ts, offset=offset, leader_epoch=0)
+    if offset >= replica.high_watermark and timestamp not in (LATEST, EARLIEST):
+        offset, ts = -1, -1  # not visible to consumers yet
+    return dict(partition_index=partition, error_code=0, timestamp=ts, offset=offset, leader_epoch=replica.leader_epoch)
 
 
 def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
@@ -37,7 +40,16 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
     topics = [
         dict(
             name=t.name,
-            partitions=[_lookup(ctx, t.name, int(p.partition_index), int(p.timestamp)) for p in t.partitions],
+            partitions=[
+                _lookup(
+                    ctx,
+                    t.name,
+                    int(p.partition_index),
+                    int(p.timestamp),
+                    int(messages.field_or(p, "current_leader_epoch", -1)),
+                )
+                for p in t.partitions
+            ],
         )
         for t in request.topics
     ]

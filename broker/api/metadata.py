@@ -9,21 +9,19 @@ from typing import Any
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.cluster.topics import TopicInfo
 from tidelog.broker.protocol import messages
-from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError
+from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError, for_code
 from tidelog.broker.protocol.frames import RequestHeader
 
 API_KEY = 3
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+LEADER_NOT_AVAILABLE = 5
 
 
-def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
+def _partitions(ctx: BrokerContext, info: TopicInfo) -> list[dict[str, Any]]:
     node = ctx.settings.node_id
-    return dict(
-        error_code=0,
-        name=info.name,
-        topic_id=info.topic_id,
-        is_internal=info.name.startswith("__"),
-        partitions=[
+    meta = ctx.cluster
+    if meta is None:  # a lone broker leads everything at epoch 0
+        return [
             dict(
                 error_code=0,
                 partition_index=p,
@@ -34,9 +32,45 @@ def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
                 offline_replicas=[],
             )
             for p in range(info.partitions)
-        ],
+        ]
+    state = meta.topics.get(info.name)
+    if state is None:
+        return []
+    return [
+        dict(
+            error_code=0 if p.leader >= 0 else LEADER_NOT_AVAILABLE,
+            partition_index=i,
+            leader_id=p.leader,
+            leader_epoch=p.leader_epoch,
+            replica_nodes=list(p.replicas),
+            isr_nodes=list(p.isr),
+            offline_replicas=[r for r in p.replicas if r not in meta.brokers],
+        )
+        for i, p in enumerate(state.partitions)
+    ]
+
+
+def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
+    return dict(
+        error_code=0,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.name.startswith("__"),
+        partitions=_partitions(ctx, info),
         topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )
+
+
+def brokers_and_controller(ctx: BrokerContext) -> tuple[list[dict[str, Any]], int]:
+    s = ctx.settings
+    meta = ctx.cluster
+    if meta is None:
+        return [dict(node_id=s.node_id, host=s.host, port=s.port, rack=s.rack)], s.node_id
+    brokers = [
+        dict(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack)
+        for b in sorted(meta.brokers.values(), key=lambda b: b.broker_id)
+    ]
+    return brokers, meta.controller.broker_id if meta.controller is not None else -1
 
 
 def _missing(name: str, error: KafkaError) -> dict[str, Any]:
@@ -68,17 +102,20 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
                 except KafkaError as exc:
                     topics.append(_missing(name, exc))
                     continue
+                if info is None and ctx.settings.auto_create_topics:  # being created by the cluster
+                    topics.append(_missing(name, for_code(LEADER_NOT_AVAILABLE)()))
+                    continue
             if info is None:
                 topics.append(_missing(name or "", UnknownTopicOrPartitionError()))
             else:
                 topics.append(_topic(ctx, info))
-    s = ctx.settings
+    brokers, controller = brokers_and_controller(ctx)
     response = messages.build(
         messages.response_type(API_KEY, version),
         throttle_time=0,
-        brokers=[dict(node_id=s.node_id, host=s.host, port=s.port, rack=s.rack)],
+        brokers=brokers,
         cluster_id=ctx.topics.cluster_id,
-        controller_id=s.node_id,
+        controller_id=controller,
         topics=topics,
         cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )

@@ -23,6 +23,7 @@ from tidelog.broker.api import (
     init_producer_id,
     list_offsets,
     metadata,
+    offset_for_leader_epoch,
     produce,
 )
 from tidelog.broker.api.context import Handler
@@ -58,6 +59,7 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(20, "DeleteTopics", 1, 6, admin_topics.delete_topics),
         ApiSpec(21, "DeleteRecords", 0, 2, delete_records.handle),
         ApiSpec(22, "InitProducerId", 0, 4, init_producer_id.handle),
+        ApiSpec(23, "OffsetForLeaderEpoch", 2, 4, offset_for_leader_epoch.handle),
         ApiSpec(32, "DescribeConfigs", 1, 4, admin_configs.describe_configs),
         ApiSpec(33, "AlterConfigs", 0, 2, admin_configs.alter_configs),
         ApiSpec(37, "CreatePartitions", 0, 3, admin_topics.create_partitions),

@@ -1,4 +1,6 @@
-"""``tidelog broker``: run a standalone broker (no etcd, no Kubernetes) until SIGTERM or SIGINT."""
+"""``tidelog broker``: run a broker until SIGTERM or SIGINT: standalone by default, or a cluster
+member with ``--metadata etcd://...`` / ``kubernetes://...`` (SIGTERM then hands leadership over
+before exiting)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--listen", help="HOST:PORT to listen on (listeners), default 127.0.0.1:9092")
     p.add_argument("--advertise", help="HOST:PORT clients are told to use (advertised.listeners)")
     p.add_argument("--metrics-port", help="Prometheus port (metrics.port, default 9404; 0 turns it off)")
-    p.add_argument("--node-id", help="node.id (default 0)")
+    p.add_argument("--node-id", "--broker-id", dest="node_id", help="node.id (default 0)")
+    p.add_argument(
+        "--metadata",
+        help="metadata.store: standalone (default), etcd://HOST:PORT[,HOST:PORT]/CLUSTER or kubernetes://NAMESPACE/CLUSTER",
+    )
+    p.add_argument("--admin", help="HOST:PORT of the gRPC admin API (admin.listener; off by default)")
+    p.add_argument("--rack", help="broker.rack")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any broker property")
     p.set_defaults(func=run)
 
@@ -42,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         ("advertise", "advertised.listeners"),
         ("metrics_port", "metrics.port"),
         ("node_id", "node.id"),
+        ("metadata", "metadata.store"),
+        ("admin", "admin.listener"),
+        ("rack", "broker.rack"),
     ):
         value = getattr(args, flag)
         if value is not None:

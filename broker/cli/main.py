@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules() -> list[Any]:
     """Sub-command modules that exist in this build (each has ``register(subparsers)``)."""
     modules = []
-    for name in ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd"):
+    for name in ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd", "tidelog.broker.cli.clustercmds"):
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

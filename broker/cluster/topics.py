@@ -169,6 +169,38 @@ class TopicStore:
             self._save()
         return config
 
+    # The asynchronous face shared with the cluster catalog (handlers use these).
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str],
+        assignment: list[list[int]] | None = None,
+    ) -> TopicInfo:
+        if assignment and any(replicas != [0] for replicas in assignment):
+            raise _error(39, f"a lone broker can only place replicas on itself, not {assignment}")
+        return self.create(name, partitions, len(assignment[0]) if assignment else replication_factor, configs)
+
+    async def delete_topic(self, name: str) -> TopicInfo:
+        return self.delete(name)
+
+    async def create_partitions(
+        self, name: str, count: int, validate_only: bool = False, assignment: list[list[int]] | None = None
+    ) -> TopicInfo:
+        return self.add_partitions(name, count, validate_only)
+
+    async def alter_configs(self, name: str, configs: dict[str, str], validate_only: bool = False) -> LogConfig:
+        return self.set_configs(name, configs, validate_only)
+
+    def auto_create(self, name: str, partitions: int, replication_factor: int) -> TopicInfo:
+        self.check_create(name, partitions, replication_factor, {})
+        return self.create(name, partitions, replication_factor, {})
+
+    def min_insync(self, name: str) -> int:
+        return 1
+
 
 def _cluster_id() -> str:
     """A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding."""

@@ -58,12 +58,27 @@ class GroupCoordinator(OffsetOps):
         self.owns: Callable[[str], bool] = lambda _group_id: True
         self.groups: dict[str, Group] = {}
 
-    def load(self) -> None:
-        """Groups and offsets from ``__consumer_offsets``; restored members must heartbeat in time."""
-        self.groups = self.store.load()
-        for group in self.groups.values():
+    def load(self, partitions: list[int] | None = None) -> None:
+        """Groups and offsets from ``__consumer_offsets`` (all partitions, or those this broker just
+        became the leader of); restored members must heartbeat in time."""
+        loaded = self.store.load(partitions)
+        if partitions is None:
+            self.groups = loaded
+        else:
+            self.groups.update(loaded)
+        for group in loaded.values():
             for member in group.members.values():
                 self._touch(group, member)
+
+    def unload(self, partition: int) -> None:
+        """Leadership of ``partition`` moved away: forget its groups (their members go to the new
+        coordinator, sent there by NOT_COORDINATOR)."""
+        gone = set(self.store.unload(partition))
+        for group_id in [g for g in self.groups if g in gone or not self.owns(g)]:
+            group = self.groups.pop(group_id)
+            for member in group.members.values():
+                if member.session_timer is not None:
+                    member.session_timer.cancel()
 
     # -- timers ----------------------------------------------------------------------------------
 

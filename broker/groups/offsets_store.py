@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tidelog.broker.cluster.topics import TopicStore
 from tidelog.broker.groups.group import Group, Member, State
 from tidelog.broker.log.log import PartitionLog
 from tidelog.broker.log.manager import LogManager
+from tidelog.broker.protocol.errors import for_code
 from tidelog.broker.protocol.records import Record, build_batch, iter_records
 from tidelog.broker.protocol.wire import Reader
 
@@ -141,35 +141,61 @@ def _parse_group(group_id: str, value: bytes) -> Group:
     return group
 
 
+OFFSETS_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}
+COORDINATOR_NOT_AVAILABLE = 15
+
+
 class OffsetsStore:
-    def __init__(self, topics: TopicStore, logs: LogManager, num_partitions: int = 50) -> None:
+    """Committed offsets and group metadata in ``__consumer_offsets``. On a lone broker it writes
+    the partition logs directly; in a cluster ``leader_log`` and ``appended`` route writes through
+    the partition's leader replica (``replication``), and the topic is created by the cluster."""
+
+    def __init__(
+        self,
+        topics: Any,
+        logs: LogManager,
+        num_partitions: int = 50,
+        *,
+        replication_factor: int = 1,
+        leader_log: Callable[[int], tuple[PartitionLog, int]] | None = None,
+        appended: Callable[[int], None] | None = None,
+    ) -> None:
         self.topics = topics
         self.logs = logs
         self.num_partitions = num_partitions
+        self.replication_factor = replication_factor
+        self.leader_log = leader_log
+        self.appended = appended
         self.offsets: dict[str, dict[tuple[str, int], OffsetEntry]] = {}
 
     def ensure_topic(self) -> None:
         if OFFSETS_TOPIC not in self.topics.topics:
-            self.topics.create(
-                OFFSETS_TOPIC,
-                self.num_partitions,
-                1,
-                {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
-            )
+            if self.leader_log is not None:  # a cluster: created in the background; ask again soon
+                self.topics.auto_create(OFFSETS_TOPIC, self.num_partitions, self.replication_factor, OFFSETS_CONFIGS)
+                raise for_code(COORDINATOR_NOT_AVAILABLE)(f"{OFFSETS_TOPIC} is being created")
+            self.topics.create(OFFSETS_TOPIC, self.num_partitions, 1, dict(OFFSETS_CONFIGS))
         self.num_partitions = self.topics.topics[OFFSETS_TOPIC].partitions
 
-    def _log(self, group_id: str) -> PartitionLog:
-        self.ensure_topic()
-        partition = partition_for(group_id, self.num_partitions)
+    def _log(self, partition: int) -> tuple[PartitionLog, int]:
+        if self.leader_log is not None:
+            return self.leader_log(partition)
         existing = self.logs.get(OFFSETS_TOPIC, partition)
-        return existing or self.logs.get_or_create(OFFSETS_TOPIC, partition, self.topics.log_config(OFFSETS_TOPIC))
+        return existing or self.logs.get_or_create(OFFSETS_TOPIC, partition, self.topics.log_config(OFFSETS_TOPIC)), 0
+
+    def partition_of(self, group_id: str) -> int:
+        self.ensure_topic()
+        return partition_for(group_id, self.num_partitions)
 
     def _append(self, group_id: str, pairs: list[tuple[bytes, bytes | None]]) -> None:
         if not pairs:
             return
         now = int(time.time() * 1000)
         batch = bytearray(build_batch([Record(i, now, k, v) for i, (k, v) in enumerate(pairs)]))
-        self._log(group_id).append_as_leader(memoryview(batch))
+        partition = self.partition_of(group_id)
+        plog, epoch = self._log(partition)
+        plog.append_as_leader(memoryview(batch), leader_epoch=epoch)
+        if self.appended is not None:
+            self.appended(partition)
 
     def commit(self, group_id: str, entries: dict[tuple[str, int], OffsetEntry]) -> None:
         """Durable (in the page cache, as any append) before the caller answers."""
@@ -191,13 +217,13 @@ class OffsetsStore:
         self._append(group_id, [(group_key(group_id), None)])
         self.offsets.pop(group_id, None)
 
-    def load(self) -> dict[str, Group]:
-        """Replay every partition of the offsets topic: committed offsets and group metadata."""
+    def load(self, partitions: list[int] | None = None) -> dict[str, Group]:
+        """Replay partitions of the offsets topic (all by default): committed offsets and groups."""
         groups: dict[str, Group] = {}
         if OFFSETS_TOPIC not in self.topics.topics:
             return groups
         self.num_partitions = self.topics.topics[OFFSETS_TOPIC].partitions
-        for partition in range(self.num_partitions):
+        for partition in range(self.num_partitions) if partitions is None else partitions:
             plog = self.logs.get(OFFSETS_TOPIC, partition)
             if plog is None:
                 continue
@@ -206,6 +232,13 @@ class OffsetsStore:
                     continue
                 self._apply(record, groups)
         return groups
+
+    def unload(self, partition: int) -> list[str]:
+        """Forget the offsets of groups in ``partition`` (leadership moved); returns those groups."""
+        gone = [g for g in self.offsets if partition_for(g, self.num_partitions) == partition]
+        for group_id in gone:
+            del self.offsets[group_id]
+        return gone
 
     def _apply(self, record: Record, groups: dict[str, Group]) -> None:
         assert record.key is not None

@@ -120,6 +120,10 @@ class LogManager:
             raise KafkaStorageError(f"{self.data_dir} is in use by another broker (lock held)") from None
         self._lock_fd = fd
 
+    def set_high_watermark_source(self, high_watermark: Callable[[TopicPartition], int]) -> None:
+        """Retention never deletes at or above a partition's high watermark (replication owns it)."""
+        self._high_watermark = high_watermark
+
     def config_for(self, topic: str) -> LogConfig:
         return self._topic_config(topic) if self._topic_config else self.default_config
 

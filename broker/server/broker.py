@@ -14,14 +14,24 @@ import contextlib
 import logging
 import socket
 import time
+import uuid
 
-from tidelog.broker.api.context import BrokerContext, Settings
+from tidelog.broker.api.context import BrokerContext, Settings, Waiters
+from tidelog.broker.cluster.catalog import ClusterCatalog
+from tidelog.broker.cluster.controller import Controller
+from tidelog.broker.cluster.metadata import ClusterMetadata
+from tidelog.broker.cluster.state import BrokerInfo
+from tidelog.broker.cluster.store import MetadataStore
+from tidelog.broker.cluster.stores import open_store
 from tidelog.broker.cluster.topics import TopicStore
 from tidelog.broker.groups.coordinator import GroupCoordinator, GroupSettings
 from tidelog.broker.groups.idempotence import Idempotence
-from tidelog.broker.groups.offsets_store import OffsetsStore
+from tidelog.broker.groups.offsets_store import OFFSETS_TOPIC, OffsetsStore, partition_for
+from tidelog.broker.log.log import PartitionLog
 from tidelog.broker.log.manager import LogManager, ManagerSettings
 from tidelog.broker.metrics.broker_metrics import BrokerMetrics, GroupRow
+from tidelog.broker.replication.fetcher import FetchSettings
+from tidelog.broker.replication.manager import ReplicaManager, ReplicationSettings
 from tidelog.broker.server.config import BrokerConfig
 from tidelog.broker.server.connection import KafkaConnection
 
@@ -38,11 +48,29 @@ class Broker:
         self.ctx: BrokerContext | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._snapshotter: asyncio.Task[None] | None = None
+        self.store: MetadataStore | None = None
+        self.meta: ClusterMetadata | None = None
+        self.controller: Controller | None = None
+        self.replicas: ReplicaManager | None = None
+        self.incarnation = uuid.uuid4().hex[:12]
+
+    async def _join_cluster(self) -> ClusterCatalog | None:
+        """Open the metadata store and wait for the first full view of the cluster (members only)."""
+        c = self.config
+        self.store = open_store(c.metadata_store, c.metadata_session_timeout_ms / 1000)
+        if self.store is None:
+            return None
+        await self.store.open()
+        self.meta = ClusterMetadata(self.store)
+        await self.meta.start()
+        log.info("joined cluster %s through %s", self.meta.cluster_id, c.metadata_store)
+        return ClusterCatalog(self.meta, c.log_defaults)
 
     async def start(self) -> None:
         c = self.config
         c.data_dir.mkdir(parents=True, exist_ok=True)
-        topics = TopicStore(c.data_dir, c.log_defaults)
+        catalog = await self._join_cluster()
+        topics: TopicStore | ClusterCatalog = catalog or TopicStore(c.data_dir, c.log_defaults)
         settings = ManagerSettings(
             max_open_files=c.max_open_files,
             retention_check_interval_ms=c.retention_check_interval_ms,
@@ -53,12 +81,26 @@ class Broker:
         started = time.monotonic()
         self.logs = LogManager.open(c.data_dir, c.log_defaults, settings=settings, topic_config=topics.log_config)
         for topic, partition in list(self.logs.logs):
-            info = topics.topics.get(topic)
-            if info is None or partition >= info.partitions:
-                log.warning("removing the log of %s-%d: the topic no longer has that partition", topic, partition)
+            if not self._keeps(topics, topic, partition):
+                log.warning("removing the log of %s-%d: no replica of it belongs here any more", topic, partition)
                 self.logs.delete(topic, partition)
         log.info("opened %d partition logs in %.2fs", len(self.logs.logs), time.monotonic() - started)
         self.metrics.manager = self.logs
+        waiters = Waiters()
+        self.replicas = ReplicaManager(
+            ReplicationSettings(
+                c.node_id,
+                replica_lag_time_max_ms=c.replica_lag_time_max_ms,
+                fetch=FetchSettings(
+                    c.node_id, max_wait_ms=c.replica_fetch_wait_max_ms, partition_max_bytes=c.replica_fetch_max_bytes
+                ),
+            ),
+            self.logs,
+            self.meta,
+            has_partition=topics.has_partition,
+            min_insync=topics.min_insync,
+            notify=waiters.notify,
+        )
         self.ctx = BrokerContext(
             Settings(
                 node_id=c.node_id,
@@ -74,12 +116,26 @@ class Broker:
             self.logs,
             Idempotence(c.data_dir, c.producer_id_expiration_ms),
             self._coordinator(topics),
+            self.replicas,
+            waiters,
             observe=self.metrics.observe,
+            cluster=self.meta,
         )
         if c.metrics_port:
             self.metrics.serve(c.metrics_host, c.metrics_port)
             log.info("metrics on http://%s:%d/metrics", c.metrics_host, c.metrics_port)
         self.logs.start()
+        if self.meta is not None:
+            await self.meta.register(self._registration())
+            self.controller = Controller(
+                self.meta,
+                c.node_id,
+                unclean_default=c.unclean_leader_election,
+                imbalance_interval_s=c.leader_imbalance_check_interval_s,
+                auto_leader_rebalance=c.auto_leader_rebalance,
+            )
+            self.controller.start()
+        self.replicas.start()
         loop = asyncio.get_running_loop()
         hosts = [c.listen_host]
         if c.listen_host == "127.0.0.1" and socket.has_ipv6:
@@ -105,10 +161,64 @@ class Broker:
             c.data_dir,
         )
 
-    def _coordinator(self, topics: TopicStore) -> GroupCoordinator:
+    def _registration(self, *, shutting_down: bool = False) -> BrokerInfo:
+        c = self.config
+        return BrokerInfo(c.node_id, c.advertised_host, c.advertised_port, c.rack, 0, shutting_down, self.incarnation)
+
+    def _keeps(self, topics: TopicStore | ClusterCatalog, topic: str, partition: int) -> bool:
+        if self.meta is None:
+            return topics.has_partition(topic, partition)
+        state = self.meta.topics.get(topic)
+        return (
+            state is not None
+            and partition < len(state.partitions)
+            and (self.config.node_id in state.partitions[partition].replicas)
+        )
+
+    async def _controlled_shutdown(self) -> None:
+        """Tell the controller this broker is leaving and wait (bounded) until it leads nothing."""
+        if self.meta is None or self.replicas is None or not self.config.controlled_shutdown:
+            return
+        try:
+            await self.meta.register(self._registration(shutting_down=True))
+        except Exception as exc:  # the store may be gone: shut down anyway
+            log.warning("controlled shutdown: could not announce it: %s", exc)
+            return
+        deadline = time.monotonic() + self.config.controlled_shutdown_timeout_ms / 1000
+        meta = self.meta
+        while time.monotonic() < deadline and any(b != self.config.node_id for b in meta.live_brokers()):
+            leading = [tp for tp, r in self.replicas.replicas.items() if r.is_leader and len(r.state.isr) > 1]
+            if not leading:
+                break
+            await asyncio.sleep(0.1)
+        still = sum(1 for r in self.replicas.replicas.values() if r.is_leader)
+        log.info("controlled shutdown: leadership handed over (%d partitions still led here)", still)
+
+    def _coordinator(self, topics: TopicStore | ClusterCatalog) -> GroupCoordinator:
         c = self.config
         assert self.logs is not None
-        store = OffsetsStore(topics, self.logs, c.offsets_topic_partitions)
+        replicas = self.replicas
+        cluster = self.meta is not None and replicas is not None
+
+        def leader_log(partition: int) -> tuple[PartitionLog, int]:
+            assert replicas is not None
+            replica = replicas.leader(OFFSETS_TOPIC, partition)
+            return replica.log, replica.leader_epoch
+
+        def appended(partition: int) -> None:
+            assert replicas is not None
+            replica = replicas.replicas.get((OFFSETS_TOPIC, partition))
+            if replica is not None:
+                replicas.appended(replica)
+
+        store = OffsetsStore(
+            topics,
+            self.logs,
+            c.offsets_topic_partitions,
+            replication_factor=c.offsets_topic_replication_factor,
+            leader_log=leader_log if cluster else None,
+            appended=appended if cluster else None,
+        )
         coordinator = GroupCoordinator(
             store,
             GroupSettings(
@@ -118,7 +228,24 @@ class Broker:
             ),
             self.metrics.observe,
         )
-        coordinator.load()
+        if cluster and replicas is not None:
+
+            def owns(group_id: str) -> bool:
+                replica = replicas.replicas.get((OFFSETS_TOPIC, partition_for(group_id, store.num_partitions)))
+                return replica is not None and replica.is_leader
+
+            def leadership(tp: tuple[str, int], leader: bool) -> None:
+                if tp[0] != OFFSETS_TOPIC:
+                    return
+                if leader:
+                    coordinator.load([tp[1]])
+                else:
+                    coordinator.unload(tp[1])
+
+            coordinator.owns = owns
+            replicas.leadership_listeners.append(leadership)
+        else:
+            coordinator.load()
         self.metrics.group_rows = lambda: _group_rows(coordinator, self.logs)
         return coordinator
 
@@ -156,7 +283,9 @@ class Broker:
                 log.error("producer state snapshot failed: %s", exc)
 
     async def stop(self) -> None:
-        """Stop accepting, drain in-flight requests (bounded), close, flush and checkpoint."""
+        """Hand leadership over (cluster members), stop accepting, drain in-flight requests
+        (bounded), close, flush and checkpoint, leave the cluster."""
+        await self._controlled_shutdown()
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + self.config.shutdown_timeout_ms / 1000
@@ -172,8 +301,16 @@ class Broker:
             if task is not None:
                 task.cancel()
         self._write_producer_snapshots()
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.replicas is not None:
+            await self.replicas.close()
         if self.logs is not None:
             await self.logs.close()
+        if self.meta is not None:
+            await self.meta.close()
+        if self.store is not None:
+            await self.store.close()  # ends the session: the registration goes with it
         log.info("broker stopped: logs flushed and checkpointed")
 
 

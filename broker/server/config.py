@@ -68,6 +68,17 @@ BROKER_KEYS = {
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "metadata.store",
+    "metadata.session.timeout.ms",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.max.bytes",
+    "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "controlled.shutdown.enable",
+    "controlled.shutdown.timeout.ms",
+    "admin.listener",
 }
 
 
@@ -97,9 +108,23 @@ class BrokerConfig:
     sendfile: bool = True  # fetch.sendfile.enable (Tidelog's): zero-copy fetch responses
     producer_id_expiration_ms: int = 86_400_000
     offsets_topic_partitions: int = 50
+    offsets_topic_replication_factor: int = 3
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1_800_000
+    # Cluster membership (Tidelog's names where Kafka has none): "standalone" (no store),
+    # "etcd://HOST:PORT[,HOST:PORT]/CLUSTER" or "kubernetes://NAMESPACE/CLUSTER".
+    metadata_store: str = "standalone"
+    metadata_session_timeout_ms: int = 10_000
+    replica_lag_time_max_ms: int = 30_000
+    replica_fetch_wait_max_ms: int = 500
+    replica_fetch_max_bytes: int = 1_048_576
+    unclean_leader_election: bool = False
+    auto_leader_rebalance: bool = True
+    leader_imbalance_check_interval_s: int = 300
+    controlled_shutdown: bool = True
+    controlled_shutdown_timeout_ms: int = 30_000
+    admin_listener: str = ""  # HOST:PORT of the gRPC admin API ("" = off)
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
 
@@ -193,9 +218,21 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         sendfile=boolean("fetch.sendfile.enable", True),
         producer_id_expiration_ms=integer("producer.id.expiration.ms", 86_400_000),
         offsets_topic_partitions=integer("offsets.topic.num.partitions", 50),
+        offsets_topic_replication_factor=integer("offsets.topic.replication.factor", 3),
         group_initial_rebalance_delay_ms=integer("group.initial.rebalance.delay.ms", 3000),
         group_min_session_timeout_ms=integer("group.min.session.timeout.ms", 6000),
         group_max_session_timeout_ms=integer("group.max.session.timeout.ms", 1_800_000),
+        metadata_store=props.get("metadata.store", "standalone"),
+        metadata_session_timeout_ms=integer("metadata.session.timeout.ms", 10_000),
+        replica_lag_time_max_ms=integer("replica.lag.time.max.ms", 30_000),
+        replica_fetch_wait_max_ms=integer("replica.fetch.wait.max.ms", 500),
+        replica_fetch_max_bytes=integer("replica.fetch.max.bytes", 1_048_576),
+        unclean_leader_election=boolean("unclean.leader.election.enable", False),
+        auto_leader_rebalance=boolean("auto.leader.rebalance.enable", True),
+        leader_imbalance_check_interval_s=integer("leader.imbalance.check.interval.seconds", 300),
+        controlled_shutdown=boolean("controlled.shutdown.enable", True),
+        controlled_shutdown_timeout_ms=integer("controlled.shutdown.timeout.ms", 30_000),
+        admin_listener=props.get("admin.listener", ""),
         log_defaults=log_defaults,
     )
 

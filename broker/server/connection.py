@@ -210,6 +210,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         slot = _Slot(correlation_id, flexible and api_key != frames.API_VERSIONS_KEY, (api_key, version))
         self._pending.append(slot)
+        if asyncio.iscoroutine(outcome):
+            outcome = asyncio.ensure_future(outcome)
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(functools.partial(self._finished, slot))
             self._update_reading()

@@ -69,6 +69,10 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
         ),
         21: dict(timeout=5000, topics=[{"name": TOPIC, "partitions": [{"partition_index": 0, "offset": 0}]}]),
         22: dict(transactional_id=None, transaction_timeout=60_000, producer_id=-1, producer_epoch=-1),
+        23: dict(
+            replica_id=-1,
+            topics=[{"topic": TOPIC, "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}],
+        ),
         32: dict(
             include_synonyms=False,
             include_documentation=False,

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Settings
+from tidelog.broker.api.context import BrokerContext, Settings, Waiters
 from tidelog.broker.cluster.topics import TopicStore
 from tidelog.broker.groups.coordinator import GroupCoordinator
 from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.groups.offsets_store import OffsetsStore
 from tidelog.broker.log.config import LogConfig
 from tidelog.broker.log.manager import LogManager
+from tidelog.broker.replication.manager import ReplicaManager, ReplicationSettings
 from tidelog.broker.server.connection import KafkaConnection
 
 
@@ -62,7 +63,17 @@ def new_connection(root: Path) -> tuple[KafkaConnection, FakeTransport, LogManag
     config = LogConfig(segment_bytes=1 << 20)
     topics = TopicStore(root, config)
     logs = LogManager.open(root, config, topic_config=topics.log_config)
-    ctx = BrokerContext(Settings(), topics, logs, Idempotence(root), GroupCoordinator(OffsetsStore(topics, logs, 3)))
+    waiters = Waiters()
+    replicas = ReplicaManager(
+        ReplicationSettings(0),
+        logs,
+        None,
+        has_partition=topics.has_partition,
+        min_insync=topics.min_insync,
+        notify=waiters.notify,
+    )
+    coordinator = GroupCoordinator(OffsetsStore(topics, logs, 3))
+    ctx = BrokerContext(Settings(), topics, logs, Idempotence(root), coordinator, replicas, waiters)
     conn = KafkaConnection(ctx, 1 << 20, lambda _c: None, lambda _n, _v: None)
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]

@@ -81,6 +81,10 @@ REQUESTS: dict[ApiKey, dict[str, Any]] = {
         ],
         "validate_only": False,
     },
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: {
+        "replica_id": 1,
+        "topics": [{"topic": "t", "partitions": [{"partition": 0, "current_leader_epoch": 3, "leader_epoch": 2}]}],
+    },
 }
 
 CASES = [(api, v) for api, (lo, hi) in CLIENT_RANGES.items() for v in range(lo, hi + 1)]

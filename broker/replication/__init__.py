@@ -1,0 +1,1 @@
+"""Partition replication: leader and follower replicas, ISR, high watermark, leader epochs."""
