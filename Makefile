@@ -52,7 +52,8 @@ bench: setup
 	$(MAKE) -C bench default
 bench-full: setup
 	$(MAKE) -C bench full
-## bench-groups / bench-cluster / bench-profile: consumer-group workloads; three-broker Kafka (RF=3);
+## bench-groups / bench-cluster / bench-profile: consumer-group workloads; Tidelog x3 vs Kafka x3 (RF=3,
+## acks=all: throughput, ack latency, leader failover; needs etcd);
 ## py-spy profiles of the broker under produce and fetch
 bench-groups: setup
 	$(MAKE) -C bench groups

@@ -1,6 +1,7 @@
 """Where Tidelog's broker spends its time under the produce and the fetch workload (issue 8, "Also").
 
     python bench/profile_broker.py [--records N] [--partitions P] [--size B] [--profiler py-spy|cprofile]
+    python bench/profile_broker.py --cluster [--records N] [--partitions 1]
 
 Starts a fresh ``tidelog broker`` pinned to core 0 (as ``run.py`` does), then for each phase runs
 the librdkafka generator on core 1 while a profiler records the broker:
@@ -14,6 +15,12 @@ attaches to the running broker, once per phase; the speedscope files open in htt
 cProfile (``--profiler cprofile``, the fallback when py-spy is missing) runs the broker under
 ``python -m cProfile`` for both phases at once, so its table covers produce and fetch together.
 Writes ``bench/results/profile-<stamp>-<phase>.*`` and prints the top functions by own time.
+
+``--cluster``: a fresh three-broker Tidelog (``tidelog3``: etcd + 3 brokers, all on core 0) and one
+phase, ``produce-rf3``: N records flat out with acks=all into an RF=3, min.insync.replicas=2 topic
+(default 1 partition, so one broker leads and two follow). py-spy records the leader of partition 0
+and one follower at the same time (two py-spy processes on core 1): ``-leader`` and ``-follower``
+files.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 from harness import generators as gen
 from harness import java
 from harness.systems import SEGMENT_BYTES, TidelogSystem, tidelog_command
+from harness.tidelogcluster import TidelogCluster
 
 BENCH = Path(__file__).resolve().parent
 PRODUCER = {"size": 1024, "acks": "1", "compression": "none", "linger_ms": 5, "batch_size": 1_048_576}
@@ -45,13 +53,21 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
+# grpc.aio's completion-queue poller thread (the etcd metadata client): py-spy counts its blocking
+# poll as active (the GIL is released in C), but /proc shows it nearly idle; left out of the tables.
+IDLE_THREADS = ("_poll_wrapper",)
+
+
 def top_speedscope(path: Path, n: int) -> list[tuple[str, float]]:
-    """Functions by own time (share of samples whose innermost frame they are), all threads."""
+    """Functions by own time (share of samples whose innermost frame they are), all threads but
+    ``IDLE_THREADS``."""
     doc = json.loads(path.read_text())
     frames = doc["shared"]["frames"]
     own: Counter[str] = Counter()
     total = 0.0
     for prof in doc["profiles"]:
+        if any(t in prof.get("name", "") for t in IDLE_THREADS):
+            continue
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
             if stack:
                 f = frames[stack[-1]]
@@ -100,22 +116,108 @@ def record_phase(spy: str | None, pid: int, out: Path, work: object, rate: int =
     return secs
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (utime+stime) per thread of ``pid``, keyed ``tid name``."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[f"{task.name} {name}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def record_many(spy: str, pids: dict[str, int], outs: dict[str, Path], work: object, rate: int = 250) -> float:
+    """``record_phase`` for several processes at once (one py-spy each)."""
+    procs = {}
+    for role, pid in pids.items():
+        cmd = [spy, "record", "--pid", str(pid), "--function", "--rate", str(rate), "--format", "speedscope"]
+        cmd += ["-o", str(outs[role])]
+        procs[role] = subprocess.Popen(["taskset", "-c", "1", *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    try:
+        work()  # type: ignore[operator]
+    finally:
+        secs = time.monotonic() - t0
+        for role, proc in procs.items():
+            proc.send_signal(signal.SIGINT)
+            text = proc.communicate(timeout=120)[0].decode(errors="replace")
+            if not outs[role].exists():
+                raise RuntimeError(f"py-spy ({role}) wrote no profile (exit {proc.returncode}):\n{text[-2000:]}")
+    return secs
+
+
+def cluster_main(a: argparse.Namespace, spy: str | None, stamp: str) -> int:
+    """Leader and follower of an RF=3 acks=all topic on a three-broker Tidelog, profiled together."""
+    if spy is None:
+        print("--cluster needs py-spy (pip install py-spy==0.4.3)", file=sys.stderr)
+        return 2
+    s = TidelogCluster(a.data_root, "0")
+    s.check()
+    p = dict(PRODUCER, size=a.size, acks="all")
+    s.start()
+    summary: dict[str, object] = {"records": a.records, "partitions": a.partitions, "size": a.size, "rf": 3}
+    try:
+        topic = f"profile-{a.partitions}p-rf3"
+        config = {"segment.bytes": str(SEGMENT_BYTES), "min.insync.replicas": "2"}
+        gen.create_topic(s.bootstrap, topic, a.partitions, config, 3)
+        part0 = gen.leaders(s.bootstrap, topic)[0]
+        leader = int(part0["leader"])
+        follower = next(int(r) for r in part0["replicas"] if int(r) != leader)
+        summary["leader"], summary["follower"] = leader, follower
+        pids = {"leader": s.procs[leader - 1].pid, "follower": s.procs[follower - 1].pid}
+        outs = {role: a.out / f"profile-{stamp}-produce-rf3-{role}.speedscope.json" for role in pids}
+
+        def work() -> None:
+            summary["produce"] = gen.rdk_produce("1", s.bootstrap, topic, a.records, p)
+
+        cpu0 = {role: thread_cpu(pid) for role, pid in pids.items()}
+        secs = record_many(spy, pids, outs, work, a.rate)
+        cpu1 = {role: thread_cpu(pid) for role, pid in pids.items()}
+        summary["thread_cpu_s"] = {
+            role: {t: round(v - cpu0[role].get(t, 0.0), 3) for t, v in cpu1[role].items() if v - cpu0[role].get(t, 0.0)}
+            for role in pids
+        }
+        print(f"== produce acks=all RF=3: {a.records} x {a.size} B x {a.partitions}p in {secs:.1f} s")
+        print(f"   {summary['produce']}; partition 0: leader node {leader}, follower node {follower}")
+        for role, out in outs.items():
+            busy = summary["thread_cpu_s"][role]  # type: ignore[index]
+            print(f"-- {role} (node {summary[role]}), CPU-s by thread over the phase: {busy}; py-spy own time:")
+            for name, share in top_speedscope(out, a.top):
+                print(f"  {share:6.1%}  {name}")
+            print(f"  -> {out}")
+    finally:
+        s.stop()
+    (a.out / f"profile-{stamp}-rf3.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--partitions", type=int, default=16)
+    ap.add_argument("--partitions", type=int, help="default 16 (--cluster: 1)")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--data-root", type=Path, default=java.cache_root() / "data" / "profile")
+    ap.add_argument("--cluster", action="store_true", help="three brokers: leader and follower under RF=3 acks=all")
     a = ap.parse_args(argv)
     spy = py_spy() if a.profiler == "py-spy" else None
     if a.profiler == "py-spy" and spy is None:
         print("py-spy not found (pip install py-spy==0.4.3); falling back to cProfile", file=sys.stderr)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.partitions is None:
+        a.partitions = 1 if a.cluster else 16
+    if a.cluster:
+        return cluster_main(a, spy, stamp)
     cprof = None if spy else a.out / f"profile-{stamp}-cprofile.prof"
     target = Target(a.data_root, cprof)
     s = target.sys

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             profile.repeats,
             profile.limits,
             profile.warmup_records,
+            profile.targets,
         )
     if a.list:
         for w in profile.workloads:

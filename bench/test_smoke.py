@@ -47,6 +47,28 @@ def test_smoke_workload_produces_numbers(bench_system: str, tmp_path: Path) -> N
     assert "| workload | metric |" in md.read_text()
 
 
+def test_smoke_three_brokers(bench_system: str, tmp_path: Path) -> None:
+    """The three-broker system (tidelog3, or kafka3 with ``--bench-system kafka``): RF=3 produce,
+    ack latency and a leader failover yield their numbers (~25 s for tidelog3)."""
+    name = f"{bench_system}3"
+    profile = PROFILES["smoke3"]
+    system = SYSTEMS[name](tmp_path / "data", "0")
+    system.check()
+    results = run_profile(profile, [system], repeats=1, gen_cpu="1", results=Results())
+    assert results.errors == []
+    produce, latency, failover = profile.workloads
+    (s,) = results.samples[produce.name][name]
+    assert _finite(s.get("records_per_s"))
+    (s,) = results.samples[latency.name][name]
+    assert _finite(s.get("p99_ms"))
+    (s,) = results.samples[failover.name][name]
+    assert _finite(s.get("failover_s"))
+    assert s["failover_s"] > 0
+    assert "errors" not in s
+    _js, md = write(tmp_path / "out", "smoke3", profile, results, {}, _meta(name))
+    assert "Targets (Tidelog/Kafka, medians)" in md.read_text()
+
+
 def _meta(system: str) -> dict[str, object]:
     from harness.machine import describe  # noqa: PLC0415 - only this helper needs it
 

@@ -5,7 +5,9 @@ Three KRaft nodes, each a combined broker+controller, on loopback ports, with a 
 same cluster id. Each JVM gets Kafka's shipped flags and a 1 GiB heap (3 GiB of the machine's 24):
 the same per-node heap as the single broker. All three share the broker core (``taskset -c 0``), so
 the cluster has the single broker's CPU budget and pays for replication out of it. Internal topics
-use RF=3 / min.insync.replicas=2, as a production cluster would.
+use RF=3 / min.insync.replicas=2, as a production cluster would. ``broker.session.timeout.ms`` is
+``SESSION_TIMEOUT_MS`` (6 s, Kafka's default is 9 s): the value tidelog3 gets as
+``metadata.session.timeout.ms``, so leader failover is compared at equal liveness timeouts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from harness.systems import (
 )
 
 NODES = 3
+# Broker liveness timeout, the same on both systems (tidelog3: metadata.session.timeout.ms).
+SESSION_TIMEOUT_MS = 6000
 
 
 class KafkaCluster(KafkaSystem):
@@ -56,6 +60,12 @@ class KafkaCluster(KafkaSystem):
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL node ``node_id`` (1-based), as a crash would."""
+        proc = self.procs[node_id - 1]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
     def _node_properties(self, node: int, data_dir: Path, voters: str, ctl_port: int) -> str:
         port = self.ports[node - 1]
         return "\n".join(
@@ -75,6 +85,7 @@ class KafkaCluster(KafkaSystem):
                 "log.retention.bytes=8589934592",
                 f"log.segment.bytes={SEGMENT_BYTES}",
                 "num.partitions=1",
+                f"broker.session.timeout.ms={SESSION_TIMEOUT_MS}",
                 "",
             ]
         )

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, 
     for k, v in config.items():
         args += ["--config", f"{k}={v}"]
     _run(rdkgen_cmd("create", *args), timeout=120)
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, dict[str, Any]]:
+    """Partition -> {"leader": node id, "replicas": [node ids]}."""
+    raw = _json(_run(rdkgen_cmd("leaders", "--bootstrap", bootstrap, "--topic", topic), timeout=60))
+    return {int(q): v for q, v in raw.items()}
 
 
 def _producer_args(p: dict[str, Any]) -> list[str]:
@@ -124,6 +131,64 @@ def rdk_e2e(
     res = _json(out)
     res["seconds"] = prod["seconds"]
     res["produce_errors"] = prod["errors"]
+    return res
+
+
+def rdk_steady(
+    cpu: str | None, bootstrap: str, topic: str, rate: float, seconds: float, p: dict[str, Any], warmup_s: float = 1.0
+) -> dict[str, Any]:
+    """Fixed-rate produce, ack latency (delivery report - intended send time) over ``seconds``."""
+    cmd = rdkgen_cmd(
+        "steady", "--bootstrap", bootstrap, "--topic", topic, "--rate", str(rate), "--seconds", str(seconds)
+    )
+    cmd += ["--warmup-s", str(warmup_s), *_producer_args(p)]
+    return _json(_run(_pinned(cpu, cmd), timeout=seconds + warmup_s + 180))
+
+
+def rdk_failover(
+    cpu: str | None,
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    p: dict[str, Any],
+    kill_node: Callable[[int], None],
+    warmup_s: float = 3.0,
+    max_s: float = 60.0,
+) -> dict[str, Any]:
+    """A steady producer; once it flows, ``kill_node(leader of partition 0)``; time until acks resume.
+
+    The kill time is CLOCK_MONOTONIC (system-wide) taken just before the SIGKILL and handed to the
+    producer, which reports per partition the first ack of a record sent after it.
+    """
+    cmd = rdkgen_cmd("steady", "--bootstrap", bootstrap, "--topic", topic, "--rate", str(rate), "--failover")
+    cmd += ["--seconds", str(max_s), "--warmup-s", str(warmup_s), *_producer_args(p)]
+    proc = subprocess.Popen(
+        _pinned(cpu, cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("FLOWING "):
+            raise GeneratorError(f"failover producer did not start: {line}{proc.communicate(timeout=10)[1][-2000:]}")
+        leader = int(line.split()[1])
+        if leader < 1:
+            raise GeneratorError(f"failover producer: partition 0 has no leader ({line.strip()})")
+        kill_ns = time.monotonic_ns()
+        kill_node(leader)
+        proc.stdin.write(f"{kill_ns}\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=max_s + 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise GeneratorError(f"failover producer exit {proc.returncode}: {err[-2000:]}")
+    res = _json(out)
+    res["killed_node"] = leader
+    if res.get("failover_s") is None:
+        res["errors"] = res.get("errors", 0) + 1  # partition 0 never recovered within max_s
     return res
 
 

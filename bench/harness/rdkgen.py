@@ -1,11 +1,13 @@
 """librdkafka load generator (confluent-kafka), run as a pinned subprocess by ``generators``.
 
 Modes, each printing one JSON object on stdout (``e2e-consume`` prints ``READY`` first):
-``ready`` (exit 0 once a metadata request succeeds), ``create`` (a topic), ``produce`` (flat out,
-batched), ``consume`` (from the beginning, no group), ``e2e-produce`` (fixed rate, the intended send
-time in the first 8 bytes) and ``e2e-consume`` (latency = receive time - intended send time, so a
-stalled broker is not hidden by coordinated omission). Both e2e sides use CLOCK_MONOTONIC, which is
-system-wide on Linux. Standalone: imports nothing from the harness.
+``ready`` (exit 0 once a metadata request succeeds), ``create`` (a topic), ``leaders`` (a topic's
+leader and replicas per partition), ``produce`` (flat out, batched), ``consume`` (from the
+beginning, no group), ``steady`` (fixed rate, ack latency from delivery reports; with
+``--failover`` the harness kills a partition leader mid-run), ``e2e-produce`` (fixed rate, the
+intended send time in the first 8 bytes) and ``e2e-consume`` (latency = receive time - intended
+send time, so a stalled broker is not hidden by coordinated omission). Both e2e sides use
+CLOCK_MONOTONIC, which is system-wide on Linux. Standalone: imports nothing from the harness.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _ready(a: argparse.Namespace) -> int:
         md = admin.list_topics(timeout=a.timeout)
     except KafkaException:
         return 1
-    return 0 if md.brokers else 1
+    return 0 if len(md.brokers) >= a.min_brokers else 1
 
 
 def _create(a: argparse.Namespace) -> int:
@@ -57,6 +59,11 @@ def _create(a: argparse.Namespace) -> int:
             return 0
         time.sleep(0.05)
     raise SystemExit(f"topic {a.topic} has no leaders after 30 s")
+
+
+def _leaders(a: argparse.Namespace) -> dict[str, Any]:
+    md = AdminClient({"bootstrap.servers": a.bootstrap}).list_topics(a.topic, timeout=10).topics[a.topic]
+    return {str(q): {"leader": p.leader, "replicas": list(p.replicas)} for q, p in md.partitions.items()}
 
 
 def _producer(a: argparse.Namespace, errors: list[int]) -> Producer:
@@ -216,9 +223,110 @@ def _e2e_consume(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _steady(a: argparse.Namespace) -> dict[str, Any]:
+    """Fixed rate to partitions round-robin, acks from per-record delivery reports.
+
+    Each record carries its intended send time (CLOCK_MONOTONIC ns) in its first 8 bytes; the
+    delivery report gives ack latency = report time - intended time (no coordinated omission).
+    ``--failover``: after ``--warmup-s`` prints ``FLOWING <leader of partition 0>``, reads the
+    harness's kill time (ns) from stdin, and keeps producing until every partition has acked a
+    record sent after the kill (plus ``--tail-s``), at most ``--seconds`` after the kill.
+    """
+    acks: list[tuple[int, int, int]] = []  # (partition, intended ns, ack ns)
+    errors = [0]
+    mono, unpack = time.monotonic_ns, struct.unpack_from
+    kill: list[int] = []  # the harness's kill time, once known
+    recovered: dict[int, int] = {}  # partition -> first ack of a record sent after the kill
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors[0] += 1
+            return
+        part, sent, now = msg.partition(), unpack("<q", msg.value(), 0)[0], mono()
+        acks.append((part, sent, now))
+        if kill and sent > kill[0] and part not in recovered:
+            recovered[part] = now
+
+    p = Producer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "acks": a.acks,
+            "linger.ms": a.linger_ms,
+            "batch.size": a.batch_size,
+            "compression.type": a.compression,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2_097_151,
+            "socket.nagle.disable": True,
+            "on_delivery": on_delivery,
+        }
+    )
+    parts = len(p.list_topics(a.topic, timeout=10).topics[a.topic].partitions)
+    buf = _payload(a.size)
+    interval = 1e9 / a.rate
+    t0 = mono() + 50_000_000
+    warm_end = t0 + int(a.warmup_s * 1e9)
+    end = warm_end + int(a.seconds * 1e9)
+    kill_ns: int | None = None
+    leader = -1
+    i, topic = 0, a.topic
+    while True:
+        now = mono()
+        if now >= end:
+            break
+        due = int((now - t0) / interval) + 1 if now >= t0 else 0
+        while i < due:
+            struct.pack_into("<q", buf, 0, t0 + int(i * interval))
+            try:
+                p.produce(topic, bytes(buf), partition=i % parts)
+            except BufferError:
+                p.poll(0.001)
+                continue
+            i += 1
+        p.poll(0)
+        if a.failover and kill_ns is None and now >= warm_end:
+            leader = p.list_topics(a.topic, timeout=10).topics[a.topic].partitions[0].leader
+            print(f"FLOWING {leader}", flush=True)
+            kill_ns = int(sys.stdin.readline())
+            kill.append(kill_ns)
+            end = kill_ns + int(a.seconds * 1e9)
+        elif kill_ns is not None and len(recovered) == parts:
+            end = min(end, max(now, kill_ns) + int(a.tail_s * 1e9))
+        wait = (t0 + i * interval - mono()) / 1e9
+        if wait > 0:
+            time.sleep(min(wait, 0.01))
+    left = p.flush(120)
+    out: dict[str, Any] = {"records": len(acks), "sent": i, "rate": a.rate, "errors": errors[0] + left}
+    out["seconds"] = (mono() - t0) / 1e9
+    if kill_ns is None:
+        lat = sorted(ack - sent for _part, sent, ack in acks if sent >= warm_end)
+        out |= {
+            "p50_ms": _pct(lat, 0.50),
+            "p99_ms": _pct(lat, 0.99),
+            "p999_ms": _pct(lat, 0.999),
+            "max_ms": lat[-1] / 1e6 if lat else float("nan"),
+            "mean_ms": sum(lat) / len(lat) / 1e6 if lat else float("nan"),
+        }
+        return out
+    # Failover: per partition, kill -> first ack of a record sent after the kill (the dead leader
+    # cannot have acked it).
+    out["partition0_leader"] = leader
+    out["kill_ns"] = kill_ns
+    by_part = {q: (recovered[q] - kill_ns) / 1e6 if q in recovered else None for q in range(parts)}
+    out["failover_ms_by_partition"] = by_part
+    out["failover_s"] = by_part[0] / 1e3 if by_part[0] is not None else None
+    done = [v for v in by_part.values() if v is not None]
+    out["failover_max_s"] = max(done) / 1e3 if len(done) == parts else None
+    out["in_flight_acked_after_kill"] = sum(1 for _q, sent, ack in acks if sent <= kill_ns < ack)
+    before = [ack for q, _sent, ack in acks if q == 0 and ack <= kill_ns]
+    out["last_ack_before_kill_ms"] = (kill_ns - before[-1]) / 1e6 if before else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["ready", "create", "produce", "consume", "e2e-produce", "e2e-consume"])
+    ap.add_argument(
+        "mode", choices=["ready", "create", "produce", "consume", "e2e-produce", "e2e-consume", "steady", "leaders"]
+    )
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", default="bench")
     ap.add_argument("--partitions", type=int, default=1)
@@ -233,12 +341,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--skip", type=int, default=0, help="e2e-consume: warm-up records not measured")
+    ap.add_argument("--min-brokers", type=int, default=1, help="ready: brokers the metadata must list")
+    ap.add_argument("--seconds", type=float, default=10.0, help="steady: measured seconds (after the kill)")
+    ap.add_argument("--warmup-s", type=float, default=1.0, help="steady: sent, not measured")
+    ap.add_argument("--failover", action="store_true", help="steady: wait for the harness to kill a leader")
+    ap.add_argument("--tail-s", type=float, default=1.0, help="steady --failover: run on after recovery")
     a = ap.parse_args(argv)
     if a.mode == "ready":
         return _ready(a)
     if a.mode == "create":
         return _create(a)
-    run = {"produce": _produce, "consume": _consume, "e2e-produce": _e2e_produce, "e2e-consume": _e2e_consume}[a.mode]
+    run = {
+        "produce": _produce,
+        "consume": _consume,
+        "e2e-produce": _e2e_produce,
+        "e2e-consume": _e2e_consume,
+        "steady": _steady,
+        "leaders": _leaders,
+    }[a.mode]
     print(json.dumps(run(a)), flush=True)
     return 0
 

@@ -34,9 +34,12 @@ METRICS = [
     "join_s",
     "rebalance_s",
     "failover_s",
+    "failover_max_s",
 ]
 # Columns, in this order, for the systems a run has (kafka3: three brokers, see harness/cluster.py).
-COLUMNS = {"kafka": "Kafka", "kafka3": "Kafka, 3 brokers", "tidelog": "Tidelog"}
+COLUMNS = {"kafka": "Kafka", "kafka3": "Kafka, 3 brokers", "tidelog": "Tidelog", "tidelog3": "Tidelog, 3 brokers"}
+# T/K: Tidelog over Kafka, single broker against single broker, three against three.
+PAIRS = (("tidelog", "kafka"), ("tidelog3", "kafka3"))
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -82,7 +85,8 @@ def aggregate(results: Results, limits: dict[str, Any]) -> list[dict[str, Any]]:
             lim = limit_for(wname, metric, limits)
             if lim:
                 row["limit"], row["limit_name"] = lim
-            k, t = stats.get("kafka"), stats.get("tidelog")
+            pair = next(((t, k) for t, k in PAIRS if t in stats and k in stats), PAIRS[0])
+            k, t = stats.get(pair[1]), stats.get(pair[0])
             if k and t and k["median"]:
                 row["tidelog_over_kafka"] = t["median"] / k["median"]
             if lim and t:
@@ -126,6 +130,23 @@ def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.3g}"
 
 
+def _targets(doc: dict[str, Any]) -> list[str]:
+    """The profile's issue targets on T/K medians: met, missed, or not measured."""
+    if not doc.get("targets"):
+        return []
+    rows = {(r["workload"], r["metric"]): r for r in doc["rows"]}
+    out = ["", "Targets (Tidelog/Kafka, medians):", "", "| workload | metric | target | T/K | result |"]
+    out.append("|---|---|---|---|---|")
+    for wname, metric, op, bound in doc["targets"]:
+        ratio = rows.get((wname, metric), {}).get("tidelog_over_kafka")
+        if ratio is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if (ratio >= bound if op == ">=" else ratio <= bound) else "**missed**"
+        out.append(f"| {wname} | {metric} | {op} {bound:g}x | {_ratio(ratio)} | {verdict} |")
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, lim = doc["machine"], doc["limits"]
     out = [
@@ -140,7 +161,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{' / '.join(doc['systems'])} per round; cells are median [min, max]. MB = 10^6 bytes.",
         "",
     ]
-    cols = [c for c in COLUMNS if c in doc["systems"] or c in ("kafka", "tidelog")]
+    single = not set(doc["systems"]) <= {"kafka3", "tidelog3"}
+    cols = [c for c in COLUMNS if c in doc["systems"] or (single and c in ("kafka", "tidelog"))]
     out += [
         "| workload | metric | " + " | ".join(COLUMNS[c] for c in cols) + " | limit | T/K | T/limit | K/limit |",
         "|---|---|" + "---|" * len(cols) + "---|---|---|---|",
@@ -153,6 +175,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {w} | {r['metric']} | {cells} | {limit} | {_ratio(r.get('tidelog_over_kafka'))}"
             f" | {_ratio(r.get('tidelog_over_limit'))} | {_ratio(r.get('kafka_over_limit'))} |"
         )
+    out += _targets(doc)
     notes = sorted({(sys_, why) for by in doc.get("skipped", {}).values() for sys_, why in by.items()})
     if notes:
         out += ["", "Not run (cells '— (n/a, see note)'):", ""]
@@ -176,6 +199,7 @@ def write(
     doc.update(
         {
             "profile": profile.name,
+            "targets": [list(t) for t in profile.targets],
             "workloads": {w.name: w.describe() for w in profile.workloads},
             "limits": limits,
             "rates": results.rates,

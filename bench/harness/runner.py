@@ -119,6 +119,8 @@ class Session:
         if known:
             return float(known["rate"])
         by_sys = self.results.samples.get(w.rate_of, {})
+        if w.rate_basis == "slowest":
+            return self._slowest_rate(w, by_sys)
         peaks = [s["records_per_s"] for s in by_sys.get("kafka") or by_sys.get("kafka3", []) if "records_per_s" in s]
         if peaks:
             peak = float(statistics.median(peaks))
@@ -128,6 +130,22 @@ class Session:
                 src += f", capped at {w.rate_cap:.0f}/s"
         else:
             rate, src = w.rate_default, "profile default (no Kafka peak measured)"
+        self.results.rates[w.name] = {"rate": round(rate, 1), "source": src}
+        return rate
+
+    def _slowest_rate(self, w: Workload, by_sys: dict[str, list[Sample]]) -> float:
+        medians = {
+            name: float(statistics.median(peaks))
+            for name, samples in by_sys.items()
+            if (peaks := [x["records_per_s"] for x in samples if "records_per_s" in x and not x.get("excluded")])
+        }
+        if medians:
+            slow = min(medians, key=lambda n: medians[n])
+            rate = min(w.rate_cap, w.rate_fraction * medians[slow])
+            peaks_txt = ", ".join(f"{n} {v:.0f}/s" for n, v in medians.items())
+            src = f"{w.rate_fraction:.0%} of the slowest median peak of {w.rate_of} ({peaks_txt})"
+        else:
+            rate, src = w.rate_default, "profile default (no peak measured)"
         self.results.rates[w.name] = {"rate": round(rate, 1), "source": src}
         return rate
 
@@ -164,6 +182,15 @@ class Session:
                 raw = groups.failover(
                     self.cpu, s.bootstrap, topic, w.partitions, w.members, w.session_ms, w.rate_default
                 )
+            elif w.kind == "ack-latency":
+                rate = self.rate(w)
+                raw = gen.rdk_steady(self.cpu, s.bootstrap, topic, rate, w.seconds, w.producer(), LATENCY_WARMUP_S)
+                extra["rate"] = round(rate, 1)
+            elif w.kind == "leader-failover":
+                kill = getattr(s, "kill_node", None)
+                if kill is None:
+                    raise RuntimeError(f"{s.name} cannot kill a single broker")
+                raw = gen.rdk_failover(self.cpu, s.bootstrap, topic, w.rate_default, w.producer(), kill)
             elif w.kind == "latency":
                 rate = self.rate(w)
                 count = max(1, int(rate * w.seconds))
@@ -189,11 +216,14 @@ def _mb(n: int | None) -> float | None:
 def _metrics(w: Workload, raw: Sample, cpu_s: float, rss_peak: int) -> Sample:
     moved = raw.get("consumed", raw.get("records", 0))
     out: Sample = {"raw": raw, "broker_cpu_s": round(cpu_s, 3), "rss_peak_MB": _mb(rss_peak)}
+    if w.kind == "leader-failover":
+        moved = 0  # a trickle at a fixed rate: CPU per GB says nothing
     if w.kind in ("produce", "consume", "group-consume") and raw.get("seconds"):
         out["records_per_s"] = raw["records"] / raw["seconds"]
         out["MB_per_s"] = raw["records"] * w.size / raw["seconds"] / 1e6
-    for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "join_s", "rebalance_s", "failover_s"):
-        if k in raw:
+    keys = ("p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "join_s", "rebalance_s", "failover_s", "failover_max_s")
+    for k in keys:
+        if raw.get(k) is not None:
             out[k] = raw[k]
     if moved:
         out["cpu_s_per_GB"] = cpu_s / (moved * w.size / 1e9)
@@ -210,9 +240,27 @@ def run_profile(
     """A/B/A/B: for each repeat, each system in turn runs every workload of the profile."""
     # kafka-tools are load generators for every system: fetch them only if a workload uses them.
     libs = java.libs_dir() if any(w.generator == "kafka-perf" for w in profile.workloads) else None
+    phases = sorted({w.phase for w in profile.workloads})
+    for phase in phases:
+        workloads = [w for w in profile.workloads if w.phase == phase]
+        tag = f"phase {phase + 1}/{len(phases)}, " if len(phases) > 1 else ""
+        _run_rounds(profile, workloads, systems, repeats, gen_cpu, results, libs, tag)
+    return results
+
+
+def _run_rounds(
+    profile: Profile,
+    workloads: list[Workload],
+    systems: list[System],
+    repeats: int,
+    gen_cpu: str | None,
+    results: Results,
+    libs: Path | None,
+    tag: str,
+) -> None:
     for r in range(repeats):
         for system in systems:
-            log(f"round {r + 1}/{repeats}: starting {system.name}")
+            log(f"{tag}round {r + 1}/{repeats}: starting {system.name}")
             try:
                 system.start()
             except Exception as e:
@@ -231,7 +279,7 @@ def run_profile(
                 )
                 session = Session(system, gen_cpu, libs, results)
                 session.warmup(profile.warmup_records)
-                for w in profile.workloads:
+                for w in workloads:
                     if w.replication > system.replicas:
                         results.skipped.setdefault(w.name, {})[system.name] = system.no_replication_note
                         continue
@@ -268,4 +316,3 @@ def run_profile(
                 log(msg)
             finally:
                 system.stop()
-    return results

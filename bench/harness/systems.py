@@ -223,7 +223,7 @@ class TidelogSystem(System):
     """Tidelog's standalone broker: ``tidelog broker --data-dir DIR --listen 127.0.0.1:PORT``."""
 
     name = "tidelog"
-    no_replication_note = "Tidelog has no replication yet (issue: three brokers once replication exists)"
+    no_replication_note = "single broker: RF=1 only (three brokers: --systems tidelog3)"
 
     def check(self) -> None:
         base = tidelog_command()
@@ -257,5 +257,11 @@ class TidelogSystem(System):
 
 # At the bottom: cluster.py subclasses KafkaSystem from this module.
 from harness.cluster import KafkaCluster  # noqa: E402
+from harness.tidelogcluster import TidelogCluster  # noqa: E402
 
-SYSTEMS: dict[str, type[System]] = {"kafka": KafkaSystem, "tidelog": TidelogSystem, "kafka3": KafkaCluster}
+SYSTEMS: dict[str, type[System]] = {
+    "kafka": KafkaSystem,
+    "tidelog": TidelogSystem,
+    "kafka3": KafkaCluster,
+    "tidelog3": TidelogCluster,
+}

@@ -20,7 +20,7 @@ class Workload:
     """One measured step; ``name`` is stable and keys the report."""
 
     name: str
-    kind: str  # produce | consume | latency | pingpong | group-consume | failover
+    kind: str  # produce | consume | latency | pingpong | group-consume | failover | ack-latency | leader-failover
     generator: str  # rdkafka | kafka-perf
     partitions: int = 1
     size: int = KIB
@@ -42,6 +42,12 @@ class Workload:
     replication: int = 1  # >1: topics with min.insync.replicas=replication-1 (three-broker systems)
     members: int = 3  # group workloads: consumer processes in the group
     session_ms: int = 6000  # group workloads: session.timeout.ms (both brokers: initial delay 0)
+    # Fixed rates: "kafka" = a fraction of Kafka's peak; "slowest" = of the slowest system's peak
+    # (needs every system's peak first: put the peak workload in an earlier phase).
+    rate_basis: str = "kafka"
+    # Phases run in order, each as complete A/B rounds of fresh broker sessions (a workload that
+    # kills a broker ends its phase; a rate from every system's peak needs the peaks first).
+    phase: int = 0
 
     def producer(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,18 @@ class Workload:
             )
         if self.kind == "produce":
             return f"{base}, acks={self.acks}, {self.compression}, linger {self.linger_ms:g} ms"
+        if self.kind == "ack-latency":
+            return (
+                f"{base}, acks={self.acks}, fixed rate {self.rate_fraction:.0%} of the slowest system's peak of "
+                f"{self.rate_of}, {self.seconds:g} s (+1 s warm-up), linger {self.linger_ms:g} ms, "
+                f"batch {self.batch_size // KIB} KiB; latency = delivery report - intended send time"
+            )
+        if self.kind == "leader-failover":
+            return (
+                f"{base}, acks={self.acks}, {self.rate_default:g} records/s round-robin, linger "
+                f"{self.linger_ms:g} ms; SIGKILL the leader of partition 0; failover_s = kill -> first ack "
+                "of a partition-0 record sent after the kill; failover_max_s = the same, slowest partition"
+            )
         if self.kind == "consume":
             return f"{base}, {self.cache} page cache"
         if self.kind == "latency":
@@ -207,6 +225,56 @@ def _cluster() -> list[Workload]:
     ]
 
 
+def _cluster3() -> list[Workload]:
+    """Tidelog x3 vs Kafka x3 (issue: replicated cluster): RF=3, acks=all, min.insync.replicas=2.
+
+    Phase 0: peak produce throughput. Phase 1 (fresh clusters): ack latency at fixed rates from the
+    slower system's peak, then leader failover (kills a broker, so it ends the phase).
+    """
+    peak = replicated(produce("rdkafka", 6, KIB, 600_000))
+    lat = Workload(
+        "ack-latency-1k-6p-fixed50-rf3",
+        "ack-latency",
+        "rdkafka",
+        6,
+        KIB,
+        acks="all",
+        linger_ms=1,
+        batch_size=131072,
+        rate_of=peak.name,
+        rate_fraction=0.5,
+        rate_cap=float("inf"),
+        rate_basis="slowest",
+        seconds=10,
+        replication=3,
+        phase=1,
+    )
+    fail = Workload(
+        "leader-failover-1k-6p-rf3",
+        "leader-failover",
+        "rdkafka",
+        6,
+        KIB,
+        acks="all",
+        linger_ms=1,
+        batch_size=131072,
+        rate_default=2000.0,
+        replication=3,
+        phase=1,
+    )
+    return [peak, lat, replace(lat, name="ack-latency-1k-6p-fixed25-rf3", rate_fraction=0.25), fail]
+
+
+def _smoke3() -> list[Workload]:
+    """About 20 seconds on a three-broker system: RF=3 produce, ack latency, one leader failover."""
+    peak, lat, _lat25, fail = _cluster3()
+    return [
+        replace(peak, records=20_000),
+        replace(lat, rate_default=2000.0, rate_of="", seconds=2),
+        replace(fail, rate_default=500.0),
+    ]
+
+
 def _smoke() -> list[Workload]:
     """About five seconds of load: enough to prove that every number comes out."""
     return [
@@ -225,8 +293,15 @@ class Profile:
     repeats: int
     limits: str  # quick | default | full | none
     warmup_records: int
+    # (workload, metric, "<=" or ">=", bound on Tidelog/Kafka): printed as a pass/miss table
+    targets: tuple[tuple[str, str, str, float], ...] = ()
 
 
+CLUSTER3_TARGETS = (
+    ("produce-1k-6p-acksall-none-rdk-rf3", "records_per_s", ">=", 0.7),
+    ("ack-latency-1k-6p-fixed50-rf3", "p99_ms", "<=", 2.0),
+    ("leader-failover-1k-6p-rf3", "failover_s", "<=", 1.0),
+)
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", _smoke(), 1, "none", 10_000),
     "quick": Profile("quick", _quick(), 3, "quick", 50_000),
@@ -234,4 +309,6 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", _full(), 3, "full", 300_000),
     "groups": Profile("groups", _groups(1_000_000), 3, "none", 50_000),
     "cluster": Profile("cluster", _cluster(), 3, "none", 300_000),
+    "cluster3": Profile("cluster3", _cluster3(), 3, "none", 100_000, CLUSTER3_TARGETS),
+    "smoke3": Profile("smoke3", _smoke3(), 1, "none", 0, CLUSTER3_TARGETS),
 }

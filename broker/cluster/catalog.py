@@ -178,6 +178,7 @@ class ClusterCatalog:
     async def reassign(self, moves: dict[tuple[str, int], list[int]], throttle: int | None = None) -> None:
         """Start (or, with an empty list, cancel) moving partitions to new replica lists."""
         brokers = set(self.meta.brokers)
+        live = set(self.meta.live_brokers())
         for (topic, partition), target in moves.items():
             t = self.meta.topics.get(topic)
             if t is None or not 0 <= partition < len(t.partitions):
@@ -190,13 +191,13 @@ class ClusterCatalog:
             def change(t: TopicState, mine: dict[int, list[int]] = mine) -> TopicState | None:
                 parts = list(t.partitions)
                 for index, target in mine.items():
-                    parts[index] = _reassigned(parts[index], target)
+                    parts[index] = _reassigned(parts[index], target, live)
                 return replace(t, partitions=tuple(parts), throttle_bytes_per_s=throttle or t.throttle_bytes_per_s)
 
             await self.meta.update_topic(topic, change)
 
 
-def _reassigned(p: PartitionState, target: list[int]) -> PartitionState:
+def _reassigned(p: PartitionState, target: list[int], live: set[int]) -> PartitionState:
     if not target:  # cancel: back to the original replicas
         if not p.adding and not p.removing:
             raise _error(85, "no reassignment is in progress for this partition")
@@ -210,6 +211,13 @@ def _reassigned(p: PartitionState, target: list[int]) -> PartitionState:
             partition_epoch=p.partition_epoch + 1,
         )
     base = tuple(r for r in p.replicas if r not in p.adding) if p.adding or p.removing else p.replicas
+    if not p.adding and not p.removing and set(target) == set(base):
+        # Same replicas, new preference: move leadership now if the new first replica can lead.
+        reordered = replace(p, replicas=tuple(target), partition_epoch=p.partition_epoch + 1)
+        first = target[0]
+        if first != p.leader and first in p.isr and first in live:
+            return reordered.with_leader(first, p.isr)
+        return reordered
     adding = tuple(r for r in target if r not in base)
     removing = tuple(r for r in base if r not in target)
     replicas = tuple(target) + removing

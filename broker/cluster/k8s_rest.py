@@ -154,6 +154,7 @@ class KubeClient:
 
     def __init__(self, config: KubeConfig, *, request_timeout_s: float = 10.0):
         self.config = config
+        self.request_timeout_s = request_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = config.token
@@ -168,6 +169,9 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            # TLS connections (cut watches among them) finish closing on the loop: give them a moment
+            # (aiohttp's "graceful shutdown" advice), else they are garbage-collected unclosed.
+            await asyncio.sleep(0.25)
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -253,10 +257,16 @@ class KubeClient:
                 self.config.server + path, params=params, headers=self._headers(), timeout=timeout
             ) as resp:
                 await self._raise_for(resp)
-                while line := await resp.content.readline():
-                    if line.strip():
-                        event: Json = json.loads(line)
-                        yield event
+                # One JSON object per line; not readline(): aiohttp caps a line at 128 KiB, objects
+                # (a ConfigMap) may be up to 1 MiB.
+                buffer = b""
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event: Json = json.loads(line)
+                            yield event
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise StoreError(f"kubernetes watch {path}: {exc!r}") from exc
 

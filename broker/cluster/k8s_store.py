@@ -19,10 +19,13 @@ Mapping:
   ``tidelog.dev/value`` annotation. Renewals change the resourceVersion, so a leased key's version
   is a token (``L<hex>``, annotation ``tidelog.dev/version``) that changes only when the key is
   written; CAS on it reads, compares and replaces with the read resourceVersion (retrying when
-  only a renewal came between). A Lease whose renewTime + leaseDurationSeconds has passed counts as
-  deleted: reads skip it, writes replace it, watchers see a DELETE when it expires. Clocks of the
-  brokers and the API server are assumed synchronised (NTP) to well within the TTL.
-- a key is either plain or leased for its whole life; writing one key both ways is not supported.
+  only a renewal came between). Annotations hold at most 256 KiB in all, so a leased value must
+  stay under ~180 KiB (a plain one under ~750 KiB: 1 MiB per object, in base64). A Lease whose
+  renewTime + leaseDurationSeconds has passed counts as deleted: reads skip it, writes replace it,
+  watchers see a DELETE when it expires. Clocks of the brokers and the API server are assumed
+  synchronised (NTP) to well within the TTL.
+- a key is either plain or leased for its whole life; writing one key both ways is not supported;
+- ``list`` reads every object of the cluster (by label) and filters by prefix on the client.
 If renewals keep failing for longer than the TTL the session is lost: ``on_session_lost`` callbacks
 run and leased writes raise ``SessionLostError``.
 """
@@ -104,6 +107,7 @@ class KubernetesStore(MetadataStore):
         self._own: dict[str, str] = {}  # this session's Leases: name -> last resourceVersion seen
         self._renewer: asyncio.Task[None] | None = None
         self._lost = False
+        self._stopping = asyncio.Event()
 
     # -------------------------------------------------------------------------------- plumbing
 
@@ -153,6 +157,7 @@ class KubernetesStore(MetadataStore):
 
     async def open(self) -> None:
         await self.client.open()
+        self._stopping.clear()
         try:  # reachable, and allowed to read what it needs
             await self.client.request(
                 "GET", self.path(CONFIGMAP), params={"limit": "1", "labelSelector": self.selector}
@@ -164,7 +169,10 @@ class KubernetesStore(MetadataStore):
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"k8s-store-renew-{self.identity}")
 
     async def _stop_renewing(self) -> None:
+        # Let a renewal in flight finish: cancelling a request while it connects leaks its socket.
+        self._stopping.set()
         if self._renewer is not None:
+            await asyncio.wait({self._renewer}, timeout=self.client.request_timeout_s + 1)
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
@@ -309,7 +317,9 @@ class KubernetesStore(MetadataStore):
         interval = self.session_ttl_s / 3
         last_ok = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+                return
             started = time.monotonic()
             results = await asyncio.gather(*(self._renew(n, rv) for n, rv in list(self._own.items())))
             if all(results):

@@ -3,9 +3,10 @@
 Job: name objects for keys, read entries out of ConfigMaps and Leases, judge Lease expiry, and turn
 a list + two watches (ConfigMaps and Leases of one cluster, with bookmarks) into the store's
 ``WatchBatch`` stream: a ``reset`` batch first and after every re-list (410 Gone, a disconnect),
-then PUTs and DELETEs in the order received, plus DELETEs synthesised when a Lease seen live runs
-past renewTime + leaseDurationSeconds without a renewal. Renewals that change nothing but
-renewTime are not events. Neighbours: ``k8s_store`` (the store, its only user), ``k8s_rest``
+then PUTs and DELETEs in the order received (each kind in store order; events that arrive together
+are sorted by resourceVersion, which both kinds take from the same etcd), plus DELETEs synthesised
+when a Lease seen live runs past renewTime + leaseDurationSeconds without a renewal. Renewals that
+change nothing but renewTime are not events. Neighbours: ``k8s_store`` (the store, its only user), ``k8s_rest``
 (HTTP), ``store`` (the event types).
 """
 
@@ -129,6 +130,12 @@ class _View:
         return [Event(EventKind.DELETE, key, None) for key in gone]
 
 
+def _rv(item: _Item) -> str:
+    if isinstance(item, BaseException):
+        return ""
+    return str(((item[1].get("object") or {}).get("metadata") or {}).get("resourceVersion", ""))
+
+
 async def _pump(
     client: KubeClient, kind: str, path: str, selector: str, revs: dict[str, str], queue: asyncio.Queue[_Item]
 ) -> None:
@@ -160,10 +167,11 @@ async def _watch_once(
     events = [e for e in (view.put(CONFIGMAP, o) for o in cms) if e]
     events += [e for e in (view.put(LEASE, o) for o in leases) if e]
     events.sort(key=lambda e: e.key)
-    yield WatchBatch(events, reset=True, revision=f"{cm_rv}/{lease_rv}")
     queue: asyncio.Queue[_Item] = asyncio.Queue()
+    # Watching starts now, not when the consumer next asks: what happens meanwhile is queued.
     pumps = [asyncio.create_task(_pump(client, kind, paths[kind], selector, revs, queue)) for kind in paths]
     try:
+        yield WatchBatch(events, reset=True, revision=f"{cm_rv}/{lease_rv}")
         while True:
             timeout = max(0.0, min(view.expiry.values()) - time.time()) if view.expiry else None
             items: list[_Item] = []
@@ -171,6 +179,8 @@ async def _watch_once(
                 items.append(await asyncio.wait_for(queue.get(), timeout))
             while not queue.empty():
                 items.append(queue.get_nowait())
+            if all(not isinstance(i, BaseException) and _rv(i).isdigit() for i in items):
+                items.sort(key=lambda i: int(_rv(i)))  # both kinds' versions are the same etcd's revisions
             batch: list[Event] = []
             for item in items:
                 if isinstance(item, BaseException):

@@ -99,6 +99,26 @@ class Idempotence:
                 producer_state.write_snapshot(self.tables[tp], plog)
         self._dirty.clear()
 
+    def follower_appended(self, tp: TopicPartition, plog: PartitionLog, records: memoryview) -> None:
+        """A follower copied the leader's batches: keep the producer state it will need as leader."""
+        headers = [h for h in _headers(records) if h.producer_id >= 0]
+        if not headers:
+            return
+        table = self.tables.get(tp)
+        if table is None:  # loading reads the log, which already holds these batches
+            self.table(tp, plog)
+        else:
+            for header in headers:
+                table.update(header, header.base_offset)
+        self._dirty.add(tp)
+
+    def truncated(self, tp: TopicPartition, plog: PartitionLog, offset: int) -> None:
+        """The log was cut back to ``offset``: forget later batches and snapshots taken after it."""
+        producer_state.delete_snapshots_after(plog.directory, offset)
+        table = self.tables.get(tp)
+        if table is not None:
+            table.truncate(offset)
+
     def forget(self, tp: TopicPartition) -> None:
         self.tables.pop(tp, None)
         self._dirty.discard(tp)

@@ -178,6 +178,13 @@ def _snapshots(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{SNAPSHOT_SUFFIX}"))
 
 
+def delete_snapshots_after(directory: Path, offset: int) -> None:
+    """Snapshots above ``offset`` describe a history the log no longer has (it was truncated)."""
+    for path in _snapshots(directory):
+        if int(path.name[:20]) > offset:
+            path.unlink(missing_ok=True)
+
+
 def load(plog: PartitionLog) -> ProducerStateTable:
     """The newest usable snapshot at or below the log end, then every batch header after it."""
     table = ProducerStateTable()

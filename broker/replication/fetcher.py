@@ -54,12 +54,14 @@ class LeaderFetcher:
         leader_id: int,
         address: Callable[[int], tuple[str, int] | None],
         settings: FetchSettings,
-        appended: Callable[[Replica], None],
+        appended: Callable[[Replica, memoryview], None],
+        truncated: Callable[[Replica, int], None],
     ) -> None:
         self.leader_id = leader_id
         self.address = address
         self.settings = settings
         self.appended = appended
+        self.truncated = truncated
         self.partitions: dict[TopicPartition, Replica] = {}
         self.needs_truncation: set[TopicPartition] = set()
         self.parked: dict[TopicPartition, float] = {}
@@ -151,7 +153,7 @@ class LeaderFetcher:
         ask = {tp: r for tp, r in pending.items() if r.epochs.latest_epoch != UNDEFINED_EPOCH}
         for tp, r in pending.items():
             if tp not in ask:
-                r.truncate_to(r.high_watermark)
+                self._truncate_to(r, r.high_watermark)
                 self.needs_truncation.discard(tp)
         if not ask:
             return
@@ -192,7 +194,7 @@ class LeaderFetcher:
                         "%s-%d: truncating from %d to %d (leader %d has epoch %d up to %d)",
                         tp[0], tp[1], leo, target, self.leader_id, epoch, end,
                     )  # fmt: skip
-                r.truncate_to(target)
+                self._truncate_to(r, target)
 
     async def _fetch(self, conn: BrokerConnection, active: dict[TopicPartition, Replica]) -> None:
         topics: dict[str, list[dict[str, int]]] = defaultdict(list)
@@ -259,8 +261,14 @@ class LeaderFetcher:
                 r.log.append_as_follower(data[start:end])
                 for epoch, base in epochs:
                     r.epochs.assign(epoch, base)
-                self.appended(r)
+                self.appended(r, data[start:end])
         r.follower_high_watermark(leader_hw)
+
+    def _truncate_to(self, r: Replica, offset: int) -> None:
+        had = r.log.log_end_offset
+        r.truncate_to(offset)
+        if r.log.log_end_offset < had:
+            self.truncated(r, r.log.log_end_offset)
 
     def _out_of_range(self, r: Replica, leader_log_start: int) -> None:
         if leader_log_start > r.log.log_end_offset:
@@ -268,5 +276,6 @@ class LeaderFetcher:
             r.log.truncate_fully_and_start_at(leader_log_start)
             r.epochs.clear()
             r.high_watermark = leader_log_start
+            self.truncated(r, leader_log_start)
         else:
             self.needs_truncation.add((r.topic, r.partition))

@@ -76,6 +76,9 @@ class ReplicaManager:
         self.replicas: dict[TopicPartition, Replica] = {}
         self.fetchers: dict[int, LeaderFetcher] = {}
         self.leadership_listeners: list[Callable[[TopicPartition, bool], None]] = []
+        # Followers: batches copied from the leader, and truncations (producer state follows both).
+        self.copy_listeners: list[Callable[[TopicPartition, PartitionLog, memoryview], None]] = []
+        self.truncation_listeners: list[Callable[[TopicPartition, PartitionLog, int], None]] = []
         self._hw_checkpoint = checkpoint.read(logs.data_dir / HW_CHECKPOINT)
         self._tasks: list[asyncio.Task[None]] = []
         logs.set_high_watermark_source(self.high_watermark)
@@ -181,7 +184,7 @@ class ReplicaManager:
         fetcher = self.fetchers.get(leader)
         if fetcher is None:
             settings = self.settings.fetch or FetchSettings(self.broker_id)
-            fetcher = LeaderFetcher(leader, self._address, settings, self._follower_appended)
+            fetcher = LeaderFetcher(leader, self._address, settings, self._follower_appended, self._follower_truncated)
             fetcher.start()
             self.fetchers[leader] = fetcher
         return fetcher
@@ -194,8 +197,13 @@ class ReplicaManager:
         info = self.meta.brokers.get(broker_id) if self.meta is not None else None
         return (info.host, info.port) if info is not None else None
 
-    def _follower_appended(self, replica: Replica) -> None:
-        pass
+    def _follower_appended(self, replica: Replica, records: memoryview) -> None:
+        for listener in self.copy_listeners:
+            listener((replica.topic, replica.partition), replica.log, records)
+
+    def _follower_truncated(self, replica: Replica, offset: int) -> None:
+        for listener in self.truncation_listeners:
+            listener((replica.topic, replica.partition), replica.log, offset)
 
     # --- what handlers call ------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ class Replica:
             self.followers.clear()
             self.fail_waiters(NOT_LEADER_OR_FOLLOWER, "leadership moved while waiting for replication")
         elif self.is_leader:
-            self._track_replicas()
+            self._track_replicas(old)
             if len(state.isr) < self.min_insync:
                 self.fail_waiters(
                     NOT_ENOUGH_REPLICAS_AFTER_APPEND,
@@ -108,10 +108,13 @@ class Replica:
         self.high_watermark = min(self.high_watermark, leo)
         self.maybe_advance_high_watermark()
 
-    def _track_replicas(self) -> None:
+    def _track_replicas(self, old: PartitionState) -> None:
+        """Follow replica set changes. A replica that joins (again) starts unknown: what an earlier
+        replica on that broker fetched says nothing about the new one (it may start empty)."""
         now = now_ms()
+        joined = (set(self.state.replicas) - set(old.replicas)) | (set(self.state.adding) - set(old.adding))
         for r in self.state.replicas:
-            if r != self.broker_id and r not in self.followers:
+            if r != self.broker_id and (r not in self.followers or r in joined):
                 self.followers[r] = FollowerState(last_caught_up_ms=now if r in self.state.isr else 0)
         for r in list(self.followers):
             if r not in self.state.replicas:

@@ -16,6 +16,8 @@ import socket
 import time
 import uuid
 
+from tidelog.broker.admin.cluster_admin import MetadataAdmin
+from tidelog.broker.admin.server import AdminServer, start_admin_server
 from tidelog.broker.api.context import BrokerContext, Settings, Waiters
 from tidelog.broker.cluster.catalog import ClusterCatalog
 from tidelog.broker.cluster.controller import Controller
@@ -53,6 +55,7 @@ class Broker:
         self.controller: Controller | None = None
         self.replicas: ReplicaManager | None = None
         self.incarnation = uuid.uuid4().hex[:12]
+        self.admin: AdminServer | None = None
 
     async def _join_cluster(self) -> ClusterCatalog | None:
         """Open the metadata store and wait for the first full view of the cluster (members only)."""
@@ -101,6 +104,9 @@ class Broker:
             min_insync=topics.min_insync,
             notify=waiters.notify,
         )
+        idempotence = Idempotence(c.data_dir, c.producer_id_expiration_ms)
+        self.replicas.copy_listeners.append(idempotence.follower_appended)
+        self.replicas.truncation_listeners.append(idempotence.truncated)
         self.ctx = BrokerContext(
             Settings(
                 node_id=c.node_id,
@@ -114,7 +120,7 @@ class Broker:
             ),
             topics,
             self.logs,
-            Idempotence(c.data_dir, c.producer_id_expiration_ms),
+            idempotence,
             self._coordinator(topics),
             self.replicas,
             waiters,
@@ -136,6 +142,7 @@ class Broker:
             )
             self.controller.start()
         self.replicas.start()
+        await self._start_admin(topics)
         loop = asyncio.get_running_loop()
         hosts = [c.listen_host]
         if c.listen_host == "127.0.0.1" and socket.has_ipv6:
@@ -163,7 +170,23 @@ class Broker:
 
     def _registration(self, *, shutting_down: bool = False) -> BrokerInfo:
         c = self.config
-        return BrokerInfo(c.node_id, c.advertised_host, c.advertised_port, c.rack, 0, shutting_down, self.incarnation)
+        admin_port = self.admin.port if self.admin is not None else 0
+        return BrokerInfo(
+            c.node_id, c.advertised_host, c.advertised_port, c.rack, admin_port, shutting_down, self.incarnation
+        )
+
+    async def _start_admin(self, topics: TopicStore | ClusterCatalog) -> None:
+        """The gRPC admin API (``admin.listener``), served by cluster members."""
+        c = self.config
+        if not c.admin_listener:
+            return
+        if self.meta is None or not isinstance(topics, ClusterCatalog):
+            log.warning("admin.listener=%s ignored: the admin API serves cluster members only", c.admin_listener)
+            return
+        host, _, port = c.admin_listener.rpartition(":")
+        self.admin = await start_admin_server(MetadataAdmin(self.meta, topics), host or "127.0.0.1", int(port))
+        log.info("admin API (gRPC) on %s:%d", host, self.admin.port)
+        await self.meta.register(self._registration())
 
     def _keeps(self, topics: TopicStore | ClusterCatalog, topic: str, partition: int) -> bool:
         if self.meta is None:
@@ -286,6 +309,8 @@ class Broker:
         """Hand leadership over (cluster members), stop accepting, drain in-flight requests
         (bounded), close, flush and checkpoint, leave the cluster."""
         await self._controlled_shutdown()
+        if self.admin is not None:
+            await self.admin.stop(1)
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + self.config.shutdown_timeout_ms / 1000

@@ -6,12 +6,12 @@ groups whose coordinator moves with the offsets partition's leader."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from clusterclients import produce, read_all
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tidelogcluster import TidelogCluster, tidelog_cluster, wait_until
 
@@ -46,58 +46,11 @@ def _create(cluster: TidelogCluster, topic: str, partitions: int = 3, rf: int = 
     )
 
 
-def _produce(cluster: TidelogCluster, topic: str, values: list[str], **conf: Any) -> tuple[set[str], list[str]]:
-    """Send ``values`` with acks=all; returns (acknowledged values, error strings)."""
-    acked: set[str] = set()
-    errors: list[str] = []
-
-    def report(err: Any, msg: Any) -> None:
-        if err is None:
-            acked.add(msg.value().decode())
-        else:
-            errors.append(str(err))
-
-    p = Producer(
-        {"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 2, "message.timeout.ms": 30000, **conf}
-    )
-    for v in values:
-        p.produce(topic, v.encode(), key=v.encode(), on_delivery=report)
-        p.poll(0)
-    p.flush(60)
-    return acked, errors
-
-
-def _read_all(cluster: TidelogCluster, topic: str, partitions: int) -> list[str]:
-    c = Consumer(
-        {
-            "bootstrap.servers": cluster.bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        got: list[str] = []
-        positions = dict.fromkeys(range(partitions), 0)
-        deadline = time.monotonic() + 60
-        while any(positions[p] < ends[p] for p in positions) and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            got.append(msg.value().decode())
-            positions[msg.partition()] = msg.offset() + 1
-        return got
-    finally:
-        c.close()
-
-
 def test_replicated_topic_survives_leader_kill(tmp_path: Path) -> None:
     with tidelog_cluster(tmp_path) as cluster:
         topic = "orders"
         _create(cluster, topic)
-        first, errors = _produce(cluster, topic, [f"a-{i}" for i in range(3000)])
+        first, errors = produce(cluster.bootstrap, topic, [f"a-{i}" for i in range(3000)])
         assert not errors
         assert len(first) == 3000
         leader = _partitions(cluster, topic)[0].leader
@@ -107,10 +60,10 @@ def test_replicated_topic_survives_leader_kill(tmp_path: Path) -> None:
             30,
             "new leaders elected",
         )
-        second, errors = _produce(cluster, topic, [f"b-{i}" for i in range(3000)])
+        second, errors = produce(cluster.bootstrap, topic, [f"b-{i}" for i in range(3000)])
         assert not errors
         assert len(second) == 3000
-        seen = _read_all(cluster, topic, 3)
+        seen = read_all(cluster.bootstrap, topic, 3)
         lost = (first | second) - set(seen)
         assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:5]}"
         assert len(seen) == len(set(seen)), "duplicates read back"
@@ -130,7 +83,7 @@ def test_acks_all_needs_min_insync_replicas(tmp_path: Path) -> None:
         for b in others:
             cluster.kill(b)
         wait_until(lambda: _partitions(cluster, topic)[0].isrs == [leader], 30, "ISR shrunk to the leader")
-        acked, errors = _produce(cluster, topic, ["x"], **{"message.timeout.ms": 5000, "retries": 0})
+        acked, errors = produce(cluster.bootstrap, topic, ["x"], **{"message.timeout.ms": 5000, "retries": 0})
         assert not acked
         assert any("NOT_ENOUGH_REPLICAS" in e for e in errors), errors
 
@@ -145,7 +98,7 @@ def test_controlled_shutdown_moves_leadership_first(tmp_path: Path) -> None:
         log = cluster.brokers[victim].log_text()
         assert "controlled shutdown: leadership handed over (0 partitions still led here)" in log, log[-3000:]
         assert all(p.leader != victim for p in _partitions(cluster, topic).values())
-        acked, errors = _produce(cluster, topic, [f"v-{i}" for i in range(200)])
+        acked, errors = produce(cluster.bootstrap, topic, [f"v-{i}" for i in range(200)])
         assert not errors
         assert len(acked) == 200
 
@@ -154,7 +107,7 @@ def test_consumer_group_commits_survive_coordinator_loss(tmp_path: Path) -> None
     with tidelog_cluster(tmp_path, 3, "--set", "offsets.topic.num.partitions=3") as cluster:
         topic = "events"
         _create(cluster, topic, partitions=2)
-        _acked, errors = _produce(cluster, topic, [f"e-{i}" for i in range(100)])
+        _acked, errors = produce(cluster.bootstrap, topic, [f"e-{i}" for i in range(100)])
         assert not errors
         conf = {
             "bootstrap.servers": cluster.bootstrap,

@@ -1,6 +1,13 @@
 """A real Tidelog cluster on loopback: a real etcd and N broker processes (``tidelog broker
 --metadata etcd://...``), each on free ports with its own data directory. Brokers can be killed,
-paused, stopped gracefully and restarted; logs are printed when the body fails."""
+paused, stopped gracefully and restarted; logs are printed when the body fails.
+
+With ``proxied=True`` every broker gets two ``faultproxy.Link`` proxies, so a nemesis can cut it off
+the network: ``kafka_links[i]`` sits in front of its Kafka port and is what it advertises (clients
+and the other brokers' replica fetchers all cross it: cutting it isolates the broker's inbound
+traffic), and ``etcd_links[i]`` is what its ``--metadata etcd://...`` points at (cutting it ends the
+broker's etcd session once ``metadata.session.timeout.ms`` passes). Each broker has its own etcd
+link, so cutting one affects that broker only."""
 
 from __future__ import annotations
 
@@ -9,10 +16,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etcdserver import EtcdServer, etcd_server
+from faultproxy import Link
 from tidelogbroker import RunningBroker, _spawn, free_port, wait_for_port
 
 
@@ -21,9 +29,18 @@ class TidelogCluster:
     etcd: EtcdServer
     brokers: dict[int, RunningBroker]
     name: str
+    admin_ports: dict[int, int]
+    kafka_links: dict[int, Link] = field(default_factory=dict)
+    etcd_links: dict[int, Link] = field(default_factory=dict)
+
+    def admin_target(self, broker_id: int) -> str:
+        """HOST:PORT of ``broker_id``'s gRPC admin API."""
+        return f"127.0.0.1:{self.admin_ports[broker_id]}"
 
     @property
     def bootstrap(self) -> str:
+        if self.kafka_links:
+            return ",".join(f"127.0.0.1:{link.port}" for link in self.kafka_links.values())
         return ",".join(b.bootstrap for b in self.brokers.values() if b.alive())
 
     def kill(self, broker_id: int) -> None:
@@ -54,22 +71,38 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 
 @contextlib.contextmanager
-def tidelog_cluster(tmp: Path, size: int = 3, *extra: str) -> Iterator[TidelogCluster]:
-    """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick."""
+def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False) -> Iterator[TidelogCluster]:
+    """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
+    ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
         brokers: dict[int, RunningBroker] = {}
+        admin_ports: dict[int, int] = {}
+        kafka_links: dict[int, Link] = {}
+        etcd_links: dict[int, Link] = {}
         try:
             for broker_id in range(1, size + 1):
                 port, metrics_port = free_port(), free_port()
+                admin_ports[broker_id] = free_port()
                 data_dir = tmp / f"broker-{broker_id}"
                 data_dir.mkdir(parents=True)
+                member_url, network = url, []
+                if proxied:
+                    kafka_links[broker_id] = kafka_link = Link(port)
+                    etcd_links[broker_id] = etcd_link = Link(etcd.client_port)
+                    kafka_link.start()
+                    etcd_link.start()
+                    member_url = f"etcd://127.0.0.1:{etcd_link.port}/test"
+                    network = ["--advertise", f"127.0.0.1:{kafka_link.port}"]
                 args = [
+                    *network,
                     "--node-id",
                     str(broker_id),
                     "--metadata",
-                    url,
+                    member_url,
+                    "--admin",
+                    f"127.0.0.1:{admin_ports[broker_id]}",
                     "--set",
                     "metadata.session.timeout.ms=3000",
                     "--set",
@@ -83,7 +116,7 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str) -> Iterator[TidelogCl
                 brokers[broker_id] = RunningBroker(port, metrics_port, data_dir / "data", log_path, proc, args)
             for b in brokers.values():
                 wait_for_port(b.port, b.proc, b.log_path)
-            cluster = TidelogCluster(etcd, brokers, "test")
+            cluster = TidelogCluster(etcd, brokers, "test", admin_ports, kafka_links, etcd_links)
             try:
                 yield cluster
             except BaseException:
@@ -95,3 +128,5 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str) -> Iterator[TidelogCl
                     with contextlib.suppress(ProcessLookupError):
                         b.proc.send_signal(signal.SIGCONT)
                     b.stop(timeout=20)
+            for link in [*kafka_links.values(), *etcd_links.values()]:
+                link.stop()
