@@ -46,7 +46,8 @@ def assign(
             f"replication factor {replication_factor} is larger than the {len(brokers)} available brokers"
         )
     rng = rng or random.Random()  # noqa: S311 - placement, not security
-    ordered = rack_alternating(brokers) if any(r is not None for r in brokers.values()) else sorted(brokers)
+    racked = any(r is not None for r in brokers.values())
+    ordered = rack_alternating(brokers) if racked else sorted(brokers)
     n = len(ordered)
     load = Counter(r for replicas in existing for r in replicas)
     # Start where the existing load is lightest, so added partitions even things out.
@@ -59,9 +60,21 @@ def assign(
             shift += 1
         first = (start + i) % n
         replicas = [ordered[first]]
-        for j in range(replication_factor - 1):
-            offset = 1 + (shift + j) % (n - 1) if n > 1 else 0
-            replicas.append(ordered[(first + offset) % n])
+        racks = {brokers[ordered[first]]}
+        step = 1 + shift % (n - 1) if n > 1 else 1
+        k = first
+        while len(replicas) < replication_factor:
+            k = (k + step) % n
+            candidate = ordered[k]
+            if candidate in replicas:
+                k = (k + 1 - step) % n  # walked onto a chosen broker: move on one by one
+                continue
+            # With racks, take a broker on an unused rack while one is left (Kafka's rule).
+            if racked and brokers[candidate] in racks and len(racks) < len(set(brokers.values())):
+                k = (k + 1 - step) % n
+                continue
+            replicas.append(candidate)
+            racks.add(brokers[candidate])
         result.append(replicas)
     return result
 

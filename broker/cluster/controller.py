@@ -34,12 +34,27 @@ def _unclean(topic: TopicState, default: bool) -> bool:
 
 
 def decide(
-    p: PartitionState, registered: set[int], live: set[int], *, unclean: bool, preferred: bool
+    p: PartitionState,
+    registered: set[int],
+    live: set[int],
+    *,
+    unclean: bool,
+    preferred: bool,
+    restarted: frozenset[int] = frozenset(),
 ) -> PartitionState:
     """The partition as it should be, given the registered brokers and those of them not shutting
-    down (``live``). Pure: the controller writes the result if it differs."""
-    # Dead followers leave the ISR; the ISR never empties (the last member keeps its claim).
-    isr = tuple(r for r in p.isr if r in registered) or p.isr
+    down (``live``). ``restarted``: brokers whose process changed since the controller last looked
+    (a quick restart the session outlived): their replicas may have lost an unflushed tail, so they
+    are treated as new followers, and a partition they led gets a new leader epoch. Pure: the
+    controller writes the result if it differs."""
+    # Dead or restarted followers leave the ISR; the ISR never empties (the last member keeps its claim).
+    isr = tuple(r for r in p.isr if r in registered and r not in restarted) or p.isr
+    if p.leader in restarted:
+        others = [r for r in p.replicas if r in isr and r in live and r != p.leader]
+        if others:
+            return p.with_leader(others[0], tuple(r for r in isr if r in live))
+        if p.leader in live:
+            return p.with_leader(p.leader, (p.leader,))
     if p.leader in live and p.leader in isr:
         # Shutting-down followers leave the ISR too, so acks=all stops waiting for them.
         isr = tuple(r for r in isr if r in live or r == p.leader)
@@ -98,6 +113,7 @@ class Controller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_preferred = 0.0
+        self._incarnations: dict[int, str] = {}
         meta.subscribe(self._changed)
 
     def _changed(self, change: Change) -> None:
@@ -155,6 +171,11 @@ class Controller:
         """Bring every partition to ``decide``'s answer; returns how many topics were written."""
         registered = set(self.meta.brokers)
         live = set(self.meta.live_brokers())
+        restarted = frozenset(
+            b.broker_id
+            for b in self.meta.brokers.values()
+            if self._incarnations.get(b.broker_id, b.incarnation) != b.incarnation
+        )
         preferred = False
         if self.auto_leader_rebalance and time.monotonic() >= self._next_preferred:
             preferred = True
@@ -169,4 +190,8 @@ class Controller:
 
             if change(topic) is not None and await self.meta.update_topic(name, change) is not None:
                 written += 1
+        if restarted:
+            log.info("brokers %s restarted: their replicas rejoin the ISR once caught up", sorted(restarted))
+        # Only now: a failed write above leaves the restart to be handled on the next pass.
+        self._incarnations = {b.broker_id: b.incarnation for b in self.meta.brokers.values()}
         return written

@@ -237,6 +237,8 @@ class LeaderFetcher:
                 r = held
                 if p.error_code == 0:
                     self._append(r, p.records, p.high_watermark)
+                    if p.log_start_offset > r.log.log_start_offset:  # DeleteRecords on the leader
+                        r.log.advance_log_start_offset(min(p.log_start_offset, r.high_watermark))
                 elif p.error_code == OFFSET_OUT_OF_RANGE:
                     self._out_of_range(r, p.log_start_offset)
                 elif p.error_code in _STALE:

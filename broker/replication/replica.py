@@ -113,9 +113,12 @@ class Replica:
         replica on that broker fetched says nothing about the new one (it may start empty)."""
         now = now_ms()
         joined = (set(self.state.replicas) - set(old.replicas)) | (set(self.state.adding) - set(old.adding))
+        # A follower put out of the ISR (dead, restarted, lagging) rejoins only on fresh fetches.
+        joined |= set(old.isr) - set(self.state.isr)
         for r in self.state.replicas:
             if r != self.broker_id and (r not in self.followers or r in joined):
                 self.followers[r] = FollowerState(last_caught_up_ms=now if r in self.state.isr else 0)
+                self.followers[r].leader_end_at_last_fetch = -1
         for r in list(self.followers):
             if r not in self.state.replicas:
                 del self.followers[r]
