@@ -40,12 +40,19 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
                 if replica_id >= 0:  # a follower: its fetch offset is its log end
                     ctx.replicas.follower_fetched(replica_id, replica, offset)
                 hw = replica.high_watermark
+                limit = min(int(p.partition_max_bytes), max(budget - total, 0))
+                min_one = total == 0
+                throttle = ctx.replicas.throttled(replica, replica_id) if replica_id >= 0 else None
+                if throttle is not None:  # a replica being added by a throttled reassignment
+                    limit, min_one = min(limit, throttle[0]), min_one and throttle[1]
                 info = replica.log.read(
                     offset,
-                    min(int(p.partition_max_bytes), max(budget - total, 0)),
+                    limit,
                     max_offset=replica.log.log_end_offset if replica_id >= 0 else hw,
-                    min_one=total == 0,
+                    min_one=min_one,
                 )
+                if throttle is not None and info.region is not None:
+                    ctx.replicas.throttle.spend(name, info.region.length)
             except KafkaError as exc:
                 log.info("fetch %s-%d at %d: %s", name, index, offset, exc)
                 lso = hw = start = -1

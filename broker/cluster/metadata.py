@@ -68,6 +68,8 @@ class ClusterMetadata:
         self.versions: dict[str, str] = {}
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
+        self._registration: BrokerInfo | None = None  # ours, put again when the session is lost
+        self._reregistering: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
     def subscribe(self, listener: Listener) -> None:
@@ -76,9 +78,15 @@ class ClusterMetadata:
     async def start(self) -> None:
         await self._ensure_cluster_id()
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="metadata-watch")
+        self.store.on_session_lost(self._session_lost)
         await self._synced.wait()
 
     async def close(self) -> None:
+        self._registration = None
+        if self._reregistering is not None:
+            self._reregistering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reregistering
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,13 +176,34 @@ class ClusterMetadata:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def _session_lost(self) -> None:
+        """The store's session ended and our leased registration with it: register again under the
+        next session as soon as the store answers (else the controller treats this live broker
+        as gone for good: out of every ISR, never elected)."""
+        if self._registration is None or (self._reregistering is not None and not self._reregistering.done()):
+            return
+        self._reregistering = asyncio.get_running_loop().create_task(self._reregister(), name="metadata-reregister")
+
+    async def _reregister(self) -> None:
+        while (info := self._registration) is not None:
+            try:
+                await self.register(info)
+            except StoreError as exc:
+                log.info("broker %d: cannot register again yet: %s", info.broker_id, exc)
+                await asyncio.sleep(0.5)
+                continue
+            log.warning("broker %d: session was lost; registered again", info.broker_id)
+            return
+
     async def register(self, info: BrokerInfo) -> None:
+        self._registration = info
         entry = await self.store.put(broker_key(info.broker_id), info.encode(), leased=True)
         if entry is not None:
             self.brokers[info.broker_id] = info
             self.versions[entry.key] = entry.version
 
     async def deregister(self, broker_id: int) -> None:
+        self._registration = None
         await self.store.delete(broker_key(broker_id))
 
     async def campaign(self, broker_id: int, epoch: int) -> bool:

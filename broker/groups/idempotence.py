@@ -42,8 +42,8 @@ def _headers(records: memoryview) -> list[rb.BatchHeader]:
 
 
 class Idempotence:
-    def __init__(self, data_dir: Path, expiration_ms: int = 86_400_000) -> None:
-        self.ids = ProducerIdManager(data_dir)
+    def __init__(self, data_dir: Path, expiration_ms: int = 86_400_000, *, node_id: int = 0) -> None:
+        self.ids = ProducerIdManager(data_dir, node_id=node_id)
         self.expiration_ms = expiration_ms
         self.tables: dict[TopicPartition, ProducerStateTable] = {}
         self._dirty: set[TopicPartition] = set()

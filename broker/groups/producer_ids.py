@@ -2,7 +2,9 @@
 
 Ids are handed out from blocks: the end of the current block is persisted before any id in it is
 used (``tidelog-producer-ids.json``, written atomically), so a restart never reuses an id and the
-file is written once per ``BLOCK`` ids. An idempotent producer asking again with its id and epoch
+file is written once per ``BLOCK`` ids. Every broker hands out ids on its own, so a cluster member
+draws them from its own range, ``node_id << NODE_BITS`` upwards (node 0, a lone broker, from 0): two
+brokers never give two producers the same id. An idempotent producer asking again with its id and epoch
 (KIP-360) gets the same id with the epoch bumped, or a new id once the epoch would overflow.
 """
 
@@ -16,16 +18,17 @@ from tidelog.broker.log.io import DEFAULT_IO, FileIO
 FILE = "tidelog-producer-ids.json"
 BLOCK = 1000
 MAX_EPOCH = 2**15 - 1
+NODE_BITS = 40  # ids per broker: 2^40; node ids up to 2^23 keep every id a positive int64
 
 
 class ProducerIdManager:
-    def __init__(self, data_dir: Path, io: FileIO = DEFAULT_IO) -> None:
+    def __init__(self, data_dir: Path, io: FileIO = DEFAULT_IO, *, node_id: int = 0) -> None:
         self.path = data_dir / FILE
         self.io = io
-        self.next_id = 0
-        self.block_end = 0
+        self.next_id = self.block_end = node_id << NODE_BITS
         if self.path.exists():
-            self.next_id = self.block_end = int(json.loads(self.path.read_text())["block_end"])
+            persisted = int(json.loads(self.path.read_text())["block_end"])
+            self.next_id = self.block_end = max(persisted, self.block_end)
 
     def _new_id(self) -> int:
         if self.next_id >= self.block_end:

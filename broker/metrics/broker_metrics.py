@@ -99,6 +99,31 @@ class _GroupCollector(Collector):
         yield from (state, members, lag)
 
 
+ReplicationRow = tuple[int, int, int, int, int, int]
+"""(partitions held, partitions led, under-replicated led, under min ISR led, controller active (0/1),
+offline partitions as the controller sees them); zeros on a lone broker's unknowns."""
+
+
+class _ReplicationCollector(Collector):
+    """Kafka's ReplicaManager / controller gauges, from a snapshot the broker provides."""
+
+    NAMES = (
+        ("tidelog_replica_partitions", "Partition replicas held by this broker"),
+        ("tidelog_replica_leaders", "Partitions this broker leads"),
+        ("tidelog_replica_under_replicated_partitions", "Led partitions whose ISR is smaller than their replicas"),
+        ("tidelog_replica_under_min_isr_partitions", "Led partitions whose ISR is below min.insync.replicas"),
+        ("tidelog_controller_active", "1 on the broker that is the controller"),
+        ("tidelog_controller_offline_partitions", "Partitions without a live leader (controller only)"),
+    )
+
+    def __init__(self, row: Callable[[], ReplicationRow]) -> None:
+        self._row = row
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for (name, text), value in zip(self.NAMES, self._row(), strict=True):
+            yield GaugeMetricFamily(name, text, value=value)
+
+
 class BrokerMetrics:
     def __init__(self, max_topic_labels: int = 1000) -> None:
         self.registry = CollectorRegistry()
@@ -131,15 +156,23 @@ class BrokerMetrics:
         )
         self.rebalances = Counter("tidelog_group_rebalances", "Completed rebalances (new generations)", registry=r)
         self.commits = Counter("tidelog_offset_commits", "Offsets committed", registry=r)
+        self.isr_changes = Counter(
+            "tidelog_isr_changes", "ISR changes this broker made as leader", ["change"], registry=r
+        )
         self._api_children: dict[tuple[int, int], tuple[Any, Any]] = {}
         self._topic_cache: dict[str, tuple[Any, Any, Any, Any]] = {}
         self.manager: LogManager | None = None
         self.group_rows: Callable[[], list[GroupRow]] = list
         r.register(_LogCollector(lambda: self.manager, self.topic_label))
         r.register(_GroupCollector(self._group_rows, self.topic_label))
+        self.replication_row: Callable[[], ReplicationRow] = lambda: (0, 0, 0, 0, 0, 0)
+        r.register(_ReplicationCollector(self._replication_row))
 
     def _group_rows(self) -> list[GroupRow]:
         return self.group_rows()
+
+    def _replication_row(self) -> ReplicationRow:
+        return self.replication_row()  # set by the broker after start-up
 
     def topic_label(self, topic: str) -> str:
         if topic in self._topics:
@@ -189,6 +222,12 @@ class BrokerMetrics:
             self.commits.inc(value)
         elif name == "connections":
             self.connections.set(value)
+        elif name == "isr":
+            shrinks, expands = value
+            if shrinks:
+                self.isr_changes.labels("shrink").inc(shrinks)
+            if expands:
+                self.isr_changes.labels("expand").inc(expands)
 
     def _topic_children(self, topic: str) -> tuple[Any, Any, Any, Any]:
         children = self._topic_cache.get(topic)

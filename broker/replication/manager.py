@@ -32,6 +32,7 @@ from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionEr
 from tidelog.broker.replication.epochs import LeaderEpochCache
 from tidelog.broker.replication.fetcher import FetchSettings, LeaderFetcher
 from tidelog.broker.replication.replica import UNKNOWN, Replica
+from tidelog.broker.replication.throttle import ReplicationThrottle
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class ReplicaManager:
         has_partition: Callable[[str, int], bool],
         min_insync: Callable[[str], int],
         notify: Callable[[str, int], None],
+        observe: Callable[[str, object], None] = lambda _name, _value: None,
     ) -> None:
         self.settings = settings
         self.broker_id = settings.broker_id
@@ -73,6 +75,7 @@ class ReplicaManager:
         self.has_partition = has_partition
         self.min_insync = min_insync
         self.notify = notify
+        self.observe = observe
         self.replicas: dict[TopicPartition, Replica] = {}
         self.fetchers: dict[int, LeaderFetcher] = {}
         self.leadership_listeners: list[Callable[[TopicPartition, bool], None]] = []
@@ -80,6 +83,7 @@ class ReplicaManager:
         self.copy_listeners: list[Callable[[TopicPartition, PartitionLog, memoryview], None]] = []
         self.truncation_listeners: list[Callable[[TopicPartition, PartitionLog, int], None]] = []
         self._hw_checkpoint = checkpoint.read(logs.data_dir / HW_CHECKPOINT)
+        self.throttle = ReplicationThrottle()
         self._tasks: list[asyncio.Task[None]] = []
         logs.set_high_watermark_source(self.high_watermark)
 
@@ -250,6 +254,23 @@ class ReplicaManager:
         if replica_id not in replica.state.isr and replica_id in replica.ready_to_join():
             self._schedule_isr_update(replica)
 
+    def throttled(self, replica: Replica, replica_id: int) -> tuple[int, bool] | None:
+        """(bytes allowed, whole batch allowed) when ``replica_id`` is being added to a throttled
+        reassignment of this partition; None when it is not throttled."""
+        if self.meta is None or replica_id not in replica.state.adding:
+            return None
+        topic = self.meta.topics.get(replica.topic)
+        if topic is None or topic.throttle_bytes_per_s <= 0:
+            return None
+        return self.throttle.allowance(replica.topic, topic.throttle_bytes_per_s)
+
+    def stats(self) -> tuple[int, int, int, int]:
+        """(replicas held, partitions led, under-replicated led, under min ISR led)."""
+        led = [r for r in self.replicas.values() if r.is_leader]
+        under = sum(1 for r in led if len(r.state.isr) < len(r.state.target_replicas))
+        below = sum(1 for r in led if len(r.state.isr) < r.min_insync)
+        return len(self.replicas), len(led), under, below
+
     def high_watermark(self, tp: TopicPartition) -> int:
         replica = self.replicas.get(tp)
         if replica is not None:
@@ -312,4 +333,5 @@ class ReplicaManager:
         if written is not None:
             new = written.partitions[index]
             log.info("%s-%d: ISR %s -> %s", replica.topic, index, before, list(new.isr))
+            self.observe("isr", (len(set(before) - set(new.isr)), len(set(new.isr) - set(before))))
             self._apply_partition(written, index, new)

@@ -103,8 +103,10 @@ class Broker:
             has_partition=topics.has_partition,
             min_insync=topics.min_insync,
             notify=waiters.notify,
+            observe=self.metrics.observe,
         )
-        idempotence = Idempotence(c.data_dir, c.producer_id_expiration_ms)
+        self.metrics.replication_row = self._replication_row
+        idempotence = Idempotence(c.data_dir, c.producer_id_expiration_ms, node_id=c.node_id)
         self.replicas.copy_listeners.append(idempotence.follower_appended)
         self.replicas.truncation_listeners.append(idempotence.truncated)
         self.ctx = BrokerContext(
@@ -167,6 +169,15 @@ class Broker:
             c.advertised_port,
             c.data_dir,
         )
+
+    def _replication_row(self) -> tuple[int, int, int, int, int, int]:
+        held, led, under, below = self.replicas.stats() if self.replicas is not None else (0, 0, 0, 0)
+        active = self.controller is not None and self.controller.active
+        offline = 0
+        if active and self.meta is not None:
+            parts = [p for t in list(self.meta.topics.values()) for p in t.partitions]
+            offline = sum(1 for p in parts if p.leader not in self.meta.brokers)
+        return held, led, under, below, int(active), offline
 
     def _registration(self, *, shutting_down: bool = False) -> BrokerInfo:
         c = self.config

@@ -6,6 +6,7 @@ groups whose coordinator moves with the offsets partition's leader."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,19 @@ def _create(cluster: TidelogCluster, topic: str, partitions: int = 3, rf: int = 
     )
 
 
+def _metric_sum(cluster: TidelogCluster, name: str) -> float:
+    """``name`` summed over the live brokers' Prometheus endpoints."""
+    total = 0.0
+    for b in cluster.brokers.values():
+        if not b.alive():
+            continue
+        with urllib.request.urlopen(f"http://127.0.0.1:{b.metrics_port}/metrics", timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    total += float(line.split()[1])
+    return total
+
+
 def test_replicated_topic_survives_leader_kill(tmp_path: Path) -> None:
     with tidelog_cluster(tmp_path) as cluster:
         topic = "orders"
@@ -60,6 +74,11 @@ def test_replicated_topic_survives_leader_kill(tmp_path: Path) -> None:
             30,
             "new leaders elected",
         )
+        wait_until(
+            lambda: _metric_sum(cluster, "tidelog_replica_under_replicated_partitions") == 3, 30, "3 partitions URP"
+        )
+        assert _metric_sum(cluster, "tidelog_controller_active") == 1
+        assert _metric_sum(cluster, "tidelog_replica_leaders") >= 3
         second, errors = produce(cluster.bootstrap, topic, [f"b-{i}" for i in range(3000)])
         assert not errors
         assert len(second) == 3000

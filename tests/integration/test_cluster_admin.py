@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from clusterclients import read_all
+from clusterclients import produce, read_all
 from confluent_kafka import Producer
 from tidelogcluster import TidelogCluster, tidelog_cluster, wait_until
 
@@ -177,3 +177,33 @@ def test_restart_probe_and_bad_input(tmp_path: Path) -> None:
         assert not check.ok
         assert any("tight-0" in r for r in check.reasons)
         assert not any("loose-0" in r for r in check.reasons)
+
+
+def test_throttled_reassignment_moves_data_at_the_throttle_rate(tmp_path: Path) -> None:
+    with tidelog_cluster(tmp_path) as cluster:
+        target = cluster.admin_target(1)
+
+        async def create() -> None:
+            async with AdminClient(target) as admin:
+                await admin.create_topic("slow", 1, 1, {}, assignment=[[1]])
+
+        _run(create())
+        wait_until(lambda: _run(_describe(target, "slow"))[0][2] == 1, 30, "slow-0 led by broker 1")
+        values = [f"{i:06d}-" + "x" * 1000 for i in range(300)]  # about 300 KB
+        small = {"compression.type": "none", "batch.size": 4096, "linger.ms": 0}  # many batches: one can't be split
+        acked, errors = produce(cluster.bootstrap, "slow", values, **small)
+        assert not errors
+        rate = 60_000
+
+        async def move() -> None:
+            async with AdminClient(target) as admin:
+                await admin.reassign([Move("slow", 0, [2])], throttle_bytes_per_s=rate)
+                moving = await admin.list_reassignments()
+                assert [(r.topic, r.adding, r.removing) for r in moving] == [("slow", [2], [1])]
+
+        started = time.monotonic()
+        _run(move())
+        wait_until(lambda: _run(_describe(target, "slow"))[0][0] == [2], 60, "slow-0 moved to broker 2")
+        took = time.monotonic() - started
+        assert took >= 0.5 * 300_000 / rate, f"a throttled move of ~300 KB at {rate} B/s took only {took:.1f}s"
+        assert set(read_all(cluster.bootstrap, "slow", 1)) == acked

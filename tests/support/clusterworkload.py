@@ -35,6 +35,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from history import Verdict, check
 from tidelogcluster import TidelogCluster, wait_until
 
+FAILED = object()  # what a producer call answered when it raised a fatal error
+
 
 @dataclass
 class Op:
@@ -179,7 +181,7 @@ class Workload:
 
     def _new_producer(self, fatal: threading.Event) -> Producer:
         def on_error(err: KafkaError) -> None:
-            if err.fatal():
+            if err.fatal() and not fatal.is_set():
                 self.fatal.append(str(err))
                 fatal.set()
 
@@ -212,32 +214,44 @@ class Workload:
 
             return on_delivery
 
+        def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+            """A producer call; a fatal idempotence error (raised by any of them) marks the producer."""
+            try:
+                return method(*args, **kwargs)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (error.fatal() or error.code() == KafkaError._FATAL):
+                    raise
+                if not fatal.is_set():
+                    self.fatal.append(str(error))
+                fatal.set()
+                return FAILED
+
         while not self._stop.is_set():
             if fatal.is_set():
                 # The idempotent producer is unusable: settle what it holds (as indeterminate) and start anew.
-                producer.purge()
-                producer.flush(10)
+                call(producer.purge)
+                call(producer.flush, 10)
                 producer = self._new_producer(fatal := threading.Event())
             value = f"p{index}-{n}"
             op = Op(value, index, time.monotonic())
             try:
-                producer.produce(self.topic, value.encode(), key=value.encode(), on_delivery=report(op))
+                if (
+                    call(producer.produce, self.topic, value.encode(), key=value.encode(), on_delivery=report(op))
+                    is FAILED
+                ):
+                    continue  # never enqueued
             except BufferError:
-                producer.poll(0.05)
-                continue
-            except KafkaException as exc:
-                if not exc.args[0].fatal() and exc.args[0].code() != KafkaError._FATAL:
-                    raise
-                fatal.set()  # error_cb reports the cause; the value was never enqueued
+                call(producer.poll, 0.05)
                 continue
             self.ops.append(op)
             n += 1
-            producer.poll(0)
+            call(producer.poll, 0)
             time.sleep(self.interval_s)
-        remaining = producer.flush(60)
+        remaining = call(producer.flush, 60)
         if remaining:
-            producer.purge()
-            producer.flush(5)
+            call(producer.purge)
+            call(producer.flush, 5)
         for op in list(self.ops):
             if op.producer == index and op.outcome == "pending":
                 op.error, op.outcome = "never settled", "info"
