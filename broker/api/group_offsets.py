@@ -3,11 +3,14 @@ coordinator in ``__consumer_offsets``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.groups.codes import NOT_COORDINATOR
+from tidelog.broker.groups.offsets_store import OFFSETS_TOPIC
 from tidelog.broker.protocol import messages
+from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
 
 
@@ -15,7 +18,26 @@ def _reply(api_key: int, version: int, **fields: object) -> Reply:
     return Reply.of(messages.encode_response(messages.build(messages.response_type(api_key, version), **fields)))
 
 
-def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
+COMMIT_TIMEOUT_S = 5.0  # offsets.commit.timeout.ms
+COORDINATOR_NOT_AVAILABLE = 15
+
+
+def _replicated(ctx: BrokerContext, group_id: str) -> asyncio.Future[None] | None:
+    """In a cluster, a commit is answered once the offsets partition's ISR has it (acks=all, as
+    Kafka writes offsets); None when there is nothing to wait for."""
+    if ctx.cluster is None:
+        return None
+    try:
+        partition = ctx.groups.store.partition_of(group_id)
+    except KafkaError:
+        return None
+    replica = ctx.replicas.replicas.get((OFFSETS_TOPIC, partition))
+    if replica is None or not replica.is_leader or replica.high_watermark >= replica.log.log_end_offset:
+        return None
+    return replica.wait_for(replica.log.log_end_offset)
+
+
+def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome | asyncio.Future[Outcome]:
     version = header.api_version
     r = messages.decode_request(8, version, body)
     generation = int(messages.field_or(r, "generation_id_or_member_epoch", messages.field_or(r, "generation_id", -1)))
@@ -37,12 +59,28 @@ def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
         {tp: v for tp, v in offsets.items() if tp not in unknown},
     )
     results.update(dict.fromkeys(unknown, 3))  # UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
-    topics: dict[str, list[dict[str, int]]] = {}
-    for (topic, partition), code in results.items():
-        topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
-    return _reply(
-        8, version, throttle_time=0, topics=[dict(name=name, partitions=parts) for name, parts in topics.items()]
-    )
+
+    def answer() -> Reply:
+        topics: dict[str, list[dict[str, int]]] = {}
+        for (topic, partition), code in results.items():
+            topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
+        parts = [dict(name=name, partitions=p) for name, p in topics.items()]
+        return _reply(8, version, throttle_time=0, topics=parts)
+
+    wait = _replicated(ctx, r.group_id) if any(code == 0 for code in results.values()) else None
+    if wait is None:
+        return answer()
+
+    async def replicated() -> Outcome:
+        try:
+            await asyncio.wait_for(wait, COMMIT_TIMEOUT_S)
+        except (KafkaError, TimeoutError):
+            for tp, code in list(results.items()):
+                if code == 0:
+                    results[tp] = COORDINATOR_NOT_AVAILABLE
+        return answer()
+
+    return asyncio.ensure_future(replicated())
 
 
 def _fetch_group(ctx: BrokerContext, group_id: str, topics: Any) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from tidelog.broker.api import (
     metadata,
     offset_for_leader_epoch,
     produce,
+    reassignments,
 )
 from tidelog.broker.api.context import Handler
 
@@ -65,6 +66,8 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(37, "CreatePartitions", 0, 3, admin_topics.create_partitions),
         ApiSpec(42, "DeleteGroups", 0, 2, group_admin.delete_groups),
         ApiSpec(44, "IncrementalAlterConfigs", 0, 1, admin_configs.incremental_alter_configs),
+        ApiSpec(45, "AlterPartitionReassignments", 0, 1, reassignments.alter),
+        ApiSpec(46, "ListPartitionReassignments", 0, 0, reassignments.list_ongoing),
         ApiSpec(47, "OffsetDelete", 0, 0, group_offsets.offset_delete),
         ApiSpec(60, "DescribeCluster", 0, 1, describe_cluster.handle),
     )

@@ -5,6 +5,7 @@ restart-safety probe, and bad input answered with a clear error and nothing chan
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Coroutine
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from clusterclients import produce, read_all
 from confluent_kafka import Producer
+from realkafka import run_java_tool
 from tidelogcluster import TidelogCluster, tidelog_cluster, wait_until
 
 from tidelog.broker.admin.client import AdminClient
@@ -207,3 +209,32 @@ def test_throttled_reassignment_moves_data_at_the_throttle_rate(tmp_path: Path) 
         took = time.monotonic() - started
         assert took >= 0.5 * 300_000 / rate, f"a throttled move of ~300 KB at {rate} B/s took only {took:.1f}s"
         assert set(read_all(cluster.bootstrap, "slow", 1)) == acked
+
+
+def test_kafka_reassign_partitions_tool(tmp_path: Path) -> None:
+    """Kafka's own kafka-reassign-partitions (Java, AlterPartitionReassignments and
+    ListPartitionReassignments) moves a partition and verifies it."""
+    with tidelog_cluster(tmp_path) as cluster:
+        target = cluster.admin_target(1)
+
+        async def create() -> None:
+            async with AdminClient(target) as admin:
+                await admin.create_topic("java-moves", 2, 2, {}, assignment=[[1, 2], [2, 1]])
+
+        _run(create())
+        acked, errors = produce(cluster.bootstrap, "java-moves", [f"j-{i}" for i in range(500)])
+        assert not errors
+        plan = tmp_path / "plan.json"
+        plan.write_text(
+            json.dumps({"version": 1, "partitions": [{"topic": "java-moves", "partition": 0, "replicas": [3, 2]}]})
+        )
+        tool = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+        common = ("--bootstrap-server", cluster.bootstrap, "--reassignment-json-file", str(plan))
+        out = run_java_tool(tool, *common, "--execute")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Successfully started partition reassignment" in out.stdout, out.stdout
+        wait_until(
+            lambda: "is completed" in run_java_tool(tool, *common, "--verify").stdout, 60, "the tool verifies the move"
+        )
+        assert _run(_describe(target, "java-moves"))[0][0] == [3, 2]
+        assert set(read_all(cluster.bootstrap, "java-moves", 2)) == acked

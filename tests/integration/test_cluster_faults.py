@@ -39,8 +39,9 @@ pytestmark = pytest.mark.timeout(200)
 TOPIC = "jepsen"
 PARTITIONS = 3
 SESSION_S = 3.0  # metadata.session.timeout.ms in the fixture
-WARMUP_S = 3.0
-COOLDOWN_S = 3.0
+WARMUP_S = 4.0
+COOLDOWN_S = 4.0
+REREGISTERED = "session was lost; registered again"  # what a broker logs when its session came back
 
 Scenario = Callable[[TidelogCluster, Nemesis], None]
 
@@ -84,6 +85,14 @@ def _deposed(cluster: TidelogCluster, partition: int, broker_id: int) -> bool:
     return p is not None and p.leader not in (broker_id, -1)
 
 
+def _log_count(cluster: TidelogCluster, broker_id: int, text: str) -> int:
+    return cluster.brokers[broker_id].log_text().count(text)
+
+
+def _wait_logged(cluster: TidelogCluster, broker_id: int, text: str, before: int) -> None:
+    wait_until(lambda: _log_count(cluster, broker_id, text) > before, 30, f"broker {broker_id} logs {text!r}")
+
+
 def test_leader_sigkill_repeated(tmp_path: Path) -> None:
     def scenario(cluster: TidelogCluster, nemesis: Nemesis) -> None:
         for round_ in range(3):
@@ -118,6 +127,7 @@ def test_two_brokers_sigkilled_in_turn(tmp_path: Path) -> None:
 def _pause_leader(cluster: TidelogCluster, nemesis: Nemesis, partition: int) -> None:
     _full_isr(cluster, nemesis)
     victim = leader_of(cluster, TOPIC, partition)
+    before = _log_count(cluster, victim, REREGISTERED)
     nemesis.pause(victim)
     try:
         wait_until(lambda: _deposed(cluster, partition, victim), 20, f"broker {victim} deposed")
@@ -127,6 +137,7 @@ def _pause_leader(cluster: TidelogCluster, nemesis: Nemesis, partition: int) -> 
         nemesis.resume(victim)
     # Resumed, it must learn of the new epoch (and follow) rather than go on leading.
     wait_until(lambda: _deposed(cluster, partition, victim), 20, "the resumed broker stays deposed")
+    _wait_logged(cluster, victim, REREGISTERED, before)
 
 
 def test_leader_paused_past_its_session(tmp_path: Path) -> None:
@@ -143,15 +154,23 @@ def test_network_partition_isolates_one_broker(tmp_path: Path) -> None:
         _full_isr(cluster, nemesis)
         # (a) The leader of partition 0 loses etcd only: clients and followers still reach it.
         victim = leader_of(cluster, TOPIC, 0)
+        before = _log_count(cluster, victim, REREGISTERED)
         nemesis.cut_etcd(victim)
-        time.sleep(SESSION_S + 4)
+        wait_until(lambda: _deposed(cluster, 0, victim), 20, f"broker {victim} deposed")
+        nemesis.note(f"broker {victim} deposed as leader of {TOPIC}-0")
+        time.sleep(3)
         nemesis.heal_etcd(victim)
+        _wait_logged(cluster, victim, REREGISTERED, before)
         _full_isr(cluster, nemesis)
         # (b) The leader of partition 1 loses etcd and every inbound Kafka connection.
         victim = leader_of(cluster, TOPIC, 1)
+        before = _log_count(cluster, victim, REREGISTERED)
         nemesis.isolate(victim)
-        time.sleep(SESSION_S + 4)
+        wait_until(lambda: _deposed(cluster, 1, victim), 20, f"broker {victim} deposed")
+        nemesis.note(f"broker {victim} deposed as leader of {TOPIC}-1")
+        time.sleep(3)
         nemesis.heal(victim)
+        _wait_logged(cluster, victim, REREGISTERED, before)
         _full_isr(cluster, nemesis)
 
     _run(tmp_path, "partition", scenario, proxied=True)
@@ -180,9 +199,12 @@ def test_etcd_unavailable_shorter_and_longer_than_the_session(tmp_path: Path) ->
         nemesis.resume_etcd()
         time.sleep(3)
         assert healthy(cluster, TOPIC, PARTITIONS), "a pause shorter than the session changed the ISR"
+        before = {b: _log_count(cluster, b, REREGISTERED) for b in cluster.brokers}
         nemesis.pause_etcd()
         time.sleep(SESSION_S + 3)
         nemesis.resume_etcd()
+        for b in cluster.brokers:  # every session ended: every broker registers again
+            _wait_logged(cluster, b, REREGISTERED, before[b])
         _full_isr(cluster, nemesis)
         nemesis.stop_etcd()
         time.sleep(SESSION_S + 2)

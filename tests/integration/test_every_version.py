@@ -96,6 +96,12 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
             ],
         ),
         60: dict(include_cluster_authorized_operations=False, endpoint_type=1),
+        45: dict(
+            timeout=5000,
+            allow_replication_factor_change=True,
+            topics=[{"name": TOPIC, "partitions": [{"partition_index": 0, "replicas": [0]}]}],
+        ),
+        46: dict(timeout=5000, topics=None),
         8: dict(
             group_id=f"g-{version}",
             generation_id_or_member_epoch=-1,
@@ -160,7 +166,8 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
 
 # Requests that are right to fail: unknown members (25), MEMBER_ID_REQUIRED on a first join (79),
 # deleting what does not exist (69).
-EXPECTED_ERRORS = {11: {79}, 12: {25}, 13: {25}, 14: {25}, 42: {69}, 47: {69}}
+# 45 on a lone broker: no other broker to move a replica to (INVALID_REPLICA_ASSIGNMENT).
+EXPECTED_ERRORS = {11: {79}, 12: {25}, 13: {25}, 14: {25}, 42: {69}, 45: {39}, 47: {69}}
 
 CASES = [
     (spec.key, v)

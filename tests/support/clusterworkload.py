@@ -16,7 +16,8 @@ and a full ISR, ``read_all`` reads every partition from offset 0 up to its high 
   (something was read above the high watermark, then truncated away);
 * reordered: two acknowledged sends of one producer to one partition whose offsets are in the
   opposite order of the sends (an idempotent producer keeps per-partition order);
-* fatal: fatal idempotence errors librdkafka raised (the producer is then replaced).
+* fatal: fatal idempotence errors librdkafka raised (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER: the broker
+  lost track of a producer's sequence); the producer is then replaced, and the run fails.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.verdict.ok and not self.vanished and not self.reordered
+        return self.verdict.ok and not self.vanished and not self.reordered and not self.fatal
 
     def line(self, scenario: str, faults: int) -> str:
         v = self.verdict

@@ -45,7 +45,7 @@ async def test_a_lost_session_is_followed_by_a_new_registration() -> None:
 
 
 def test_producer_ids_are_unique_across_brokers(tmp_path: Path) -> None:
-    ids = set()
+    ids: set[int] = set()
     for node in (0, 1, 2, 3):
         (tmp_path / str(node)).mkdir()
         manager = ProducerIdManager(tmp_path / str(node), node_id=node)
