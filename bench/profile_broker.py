@@ -1,7 +1,7 @@
 """Where Tidelog's broker spends its time under the produce and the fetch workload (issue 8, "Also").
 
     python bench/profile_broker.py [--records N] [--partitions P] [--size B] [--profiler py-spy|cprofile]
-    python bench/profile_broker.py --cluster [--records N] [--partitions 1]
+    python bench/profile_broker.py --cluster [--records N] [--partitions 1] [--produce-rate R]
 
 Starts a fresh ``tidelog broker`` pinned to core 0 (as ``run.py`` does), then for each phase runs
 the librdkafka generator on core 1 while a profiler records the broker:
@@ -20,7 +20,7 @@ Writes ``bench/results/profile-<stamp>-<phase>.*`` and prints the top functions 
 phase, ``produce-rf3``: N records flat out with acks=all into an RF=3, min.insync.replicas=2 topic
 (default 1 partition, so one broker leads and two follow). py-spy records the leader of partition 0
 and one follower at the same time (two py-spy processes on core 1): ``-leader`` and ``-follower``
-files.
+files. ``--produce-rate R``: N records at R per second (rdkgen ``steady``) instead of flat out.
 """
 
 from __future__ import annotations
@@ -174,7 +174,11 @@ def cluster_main(a: argparse.Namespace, spy: str | None, stamp: str) -> int:
         outs = {role: a.out / f"profile-{stamp}-produce-rf3-{role}.speedscope.json" for role in pids}
 
         def work() -> None:
-            summary["produce"] = gen.rdk_produce("1", s.bootstrap, topic, a.records, p)
+            if a.produce_rate:  # a fixed rate (ack latency), not flat out
+                secs = a.records / a.produce_rate
+                summary["produce"] = gen.rdk_steady("1", s.bootstrap, topic, a.produce_rate, secs, p)
+            else:
+                summary["produce"] = gen.rdk_produce("1", s.bootstrap, topic, a.records, p)
 
         cpu0 = {role: thread_cpu(pid) for role, pid in pids.items()}
         secs = record_many(spy, pids, outs, work, a.rate)
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--data-root", type=Path, default=java.cache_root() / "data" / "profile")
     ap.add_argument("--cluster", action="store_true", help="three brokers: leader and follower under RF=3 acks=all")
+    ap.add_argument("--produce-rate", type=float, help="--cluster: produce at this fixed rate instead of flat out")
     a = ap.parse_args(argv)
     spy = py_spy() if a.profiler == "py-spy" else None
     if a.profiler == "py-spy" and spy is None:

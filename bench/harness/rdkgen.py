@@ -284,7 +284,7 @@ def _steady(a: argparse.Namespace) -> dict[str, Any]:
             i += 1
         p.poll(0)
         if a.failover and kill_ns is None and now >= warm_end:
-            leader = p.list_topics(a.topic, timeout=10).topics[a.topic].partitions[0].leader
+            leader = _leader0(p, a.topic)
             print(f"FLOWING {leader}", flush=True)
             kill_ns = int(sys.stdin.readline())
             kill.append(kill_ns)
@@ -320,6 +320,18 @@ def _steady(a: argparse.Namespace) -> dict[str, Any]:
     before = [ack for q, _sent, ack in acks if q == 0 and ack <= kill_ns]
     out["last_ack_before_kill_ms"] = (kill_ns - before[-1]) / 1e6 if before else None
     return out
+
+
+def _leader0(p: Producer, topic: str) -> int:
+    """Partition 0's leader; an overloaded cluster may take a while to answer metadata."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return int(p.list_topics(topic, timeout=10).topics[topic].partitions[0].leader)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            p.poll(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,6 +119,9 @@ class Session:
         if known:
             return float(known["rate"])
         by_sys = self.results.samples.get(w.rate_of, {})
+        if w.rate_basis == "fixed":
+            self.results.rates[w.name] = {"rate": w.rate_default, "source": "fixed by the profile"}
+            return w.rate_default
         if w.rate_basis == "slowest":
             return self._slowest_rate(w, by_sys)
         peaks = [s["records_per_s"] for s in by_sys.get("kafka") or by_sys.get("kafka3", []) if "records_per_s" in s]
@@ -218,6 +221,7 @@ def _metrics(w: Workload, raw: Sample, cpu_s: float, rss_peak: int) -> Sample:
     out: Sample = {"raw": raw, "broker_cpu_s": round(cpu_s, 3), "rss_peak_MB": _mb(rss_peak)}
     if w.kind == "leader-failover":
         moved = 0  # a trickle at a fixed rate: CPU per GB says nothing
+        del out["broker_cpu_s"]  # and the killed broker's CPU leaves the sum mid-window
     if w.kind in ("produce", "consume", "group-consume") and raw.get("seconds"):
         out["records_per_s"] = raw["records"] / raw["seconds"]
         out["MB_per_s"] = raw["records"] * w.size / raw["seconds"] / 1e6

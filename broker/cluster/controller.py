@@ -152,15 +152,15 @@ class Controller:
     async def _step(self) -> None:
         self._wake.clear()
         holder = self.meta.controller
-        if holder is None or (holder.broker_id == self.broker_id and not self.active):
-            epoch = holder.epoch + 1 if holder is not None else int(time.time())
-            if holder is None and await self.meta.campaign(self.broker_id, epoch):
+        if self.active and (holder is None or holder.broker_id != self.broker_id):
+            log.warning("broker %d is no longer the controller", self.broker_id)
+            self.active = False
+        if holder is None:
+            epoch = await self.meta.campaign(self.broker_id)
+            if epoch is not None:
                 log.info("broker %d is now the controller (epoch %d)", self.broker_id, epoch)
                 self.active = True
                 self._next_preferred = time.monotonic() + self.imbalance_interval_s
-        elif holder.broker_id != self.broker_id and self.active:
-            log.warning("broker %d is no longer the controller (broker %d is)", self.broker_id, holder.broker_id)
-            self.active = False
         if self.active:
             await self.reconcile()
         timeout = max(self._next_preferred - time.monotonic(), 0.05) if self.active else 1.0

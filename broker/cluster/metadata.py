@@ -23,6 +23,8 @@ from tidelog.broker.cluster.state import (
     BROKERS,
     CLUSTER,
     CONTROLLER,
+    CONTROLLER_EPOCH,
+    PRODUCER_IDS,
     TOPICS,
     BrokerInfo,
     ControllerInfo,
@@ -206,13 +208,27 @@ class ClusterMetadata:
         self._registration = None
         await self.store.delete(broker_key(broker_id))
 
-    async def campaign(self, broker_id: int, epoch: int) -> bool:
-        """Try to become the controller; True if this broker now holds the (leased) key."""
+    async def campaign(self, broker_id: int) -> int | None:
+        """Try to become the controller; the new controller epoch if this broker now holds the
+        (leased) key. Epochs come from a counter in the store, so they only ever grow."""
+        if await self.store.get(CONTROLLER) is not None:
+            return None
+        epoch = await self._next_controller_epoch()
         entry = await self.store.put(CONTROLLER, ControllerInfo(broker_id, epoch).encode(), expect=ABSENT, leased=True)
         if entry is not None:
             self.controller = ControllerInfo(broker_id, epoch)
-            return True
-        return False
+            return epoch
+        return None
+
+    async def _next_controller_epoch(self) -> int:
+        for _attempt in range(CAS_ATTEMPTS):
+            entry = await self.store.get(CONTROLLER_EPOCH)
+            epoch = int(entry.value) + 1 if entry is not None else 1
+            if await self.store.put(
+                CONTROLLER_EPOCH, str(epoch).encode(), expect=entry.version if entry is not None else ABSENT
+            ):
+                return epoch
+        raise StoreError(f"gave up bumping the controller epoch after {CAS_ATTEMPTS} conflicting attempts")
 
     async def resign(self, broker_id: int) -> None:
         current = await self.store.get(CONTROLLER)
@@ -251,6 +267,19 @@ class ClusterMetadata:
                 return updated
             current = version = None
         raise StoreError(f"topic {name!r}: gave up after {CAS_ATTEMPTS} conflicting updates")
+
+    async def allocate_producer_ids(self, count: int) -> int:
+        """The first of ``count`` producer ids no other broker will ever hand out (a block taken
+        from the store's counter under compare-and-set, as Kafka's controller hands out blocks)."""
+        for _attempt in range(CAS_ATTEMPTS):
+            entry = await self.store.get(PRODUCER_IDS)
+            start = int(entry.value) if entry is not None else 0
+            written = await self.store.put(
+                PRODUCER_IDS, str(start + count).encode(), expect=entry.version if entry is not None else ABSENT
+            )
+            if written is not None:
+                return start
+        raise StoreError(f"gave up allocating producer ids after {CAS_ATTEMPTS} conflicting attempts")
 
     def live_brokers(self) -> dict[int, str | None]:
         """Registered brokers that are not shutting down, with their racks."""

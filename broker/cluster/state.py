@@ -17,7 +17,9 @@ from typing import Any
 BROKERS = "brokers/"
 TOPICS = "topics/"
 CONTROLLER = "controller"
+CONTROLLER_EPOCH = "controller-epoch"
 CLUSTER = "cluster"
+PRODUCER_IDS = "producer-ids"  # the next unallocated producer id (blocks are taken under CAS)
 NO_LEADER = -1
 
 

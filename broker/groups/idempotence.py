@@ -42,8 +42,10 @@ def _headers(records: memoryview) -> list[rb.BatchHeader]:
 
 
 class Idempotence:
-    def __init__(self, data_dir: Path, expiration_ms: int = 86_400_000, *, node_id: int = 0) -> None:
-        self.ids = ProducerIdManager(data_dir, node_id=node_id)
+    def __init__(
+        self, data_dir: Path, expiration_ms: int = 86_400_000, *, node_id: int = 0, cluster: bool = False
+    ) -> None:
+        self.ids = ProducerIdManager(data_dir, node_id=node_id, cluster=cluster)
         self.expiration_ms = expiration_ms
         self.tables: dict[TopicPartition, ProducerStateTable] = {}
         self._dirty: set[TopicPartition] = set()

@@ -22,15 +22,30 @@ NODE_BITS = 40  # ids per broker: 2^40; node ids up to 2^23 keep every id a posi
 
 
 class ProducerIdManager:
-    def __init__(self, data_dir: Path, io: FileIO = DEFAULT_IO, *, node_id: int = 0) -> None:
+    """``cluster=True``: blocks come from the cluster's metadata store (``add_block``), which never
+    hands one out twice, so nothing is kept in the data directory and a wiped broker reuses nothing."""
+
+    def __init__(self, data_dir: Path, io: FileIO = DEFAULT_IO, *, node_id: int = 0, cluster: bool = False) -> None:
         self.path = data_dir / FILE
         self.io = io
+        self.cluster = cluster
         self.next_id = self.block_end = node_id << NODE_BITS
-        if self.path.exists():
+        if cluster:
+            self.next_id = self.block_end = 0
+        elif self.path.exists():
             persisted = int(json.loads(self.path.read_text())["block_end"])
             self.next_id = self.block_end = max(persisted, self.block_end)
 
+    def needs_block(self) -> bool:
+        """A cluster member whose block is used up: get the next from the store first."""
+        return self.cluster and self.next_id >= self.block_end
+
+    def add_block(self, start: int) -> None:
+        self.next_id, self.block_end = start, start + BLOCK
+
     def _new_id(self) -> int:
+        if self.cluster and self.next_id >= self.block_end:
+            raise RuntimeError("no producer id block: call add_block first")
         if self.next_id >= self.block_end:
             self.block_end = self.next_id + BLOCK
             self.io.write_file_atomically(self.path, json.dumps({"block_end": self.block_end}).encode())

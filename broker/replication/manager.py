@@ -251,7 +251,7 @@ class ReplicaManager:
     def follower_fetched(self, replica_id: int, replica: Replica, fetch_offset: int) -> None:
         if replica.follower_fetched(replica_id, fetch_offset):
             self.notify(replica.topic, replica.partition)
-        if replica_id not in replica.state.isr and replica_id in replica.ready_to_join():
+        if replica_id not in replica.state.isr and replica_id in replica.ready_to_join() and self._may_join(replica_id):
             self._schedule_isr_update(replica)
 
     def throttled(self, replica: Replica, replica_id: int) -> tuple[int, bool] | None:
@@ -294,6 +294,9 @@ class ReplicaManager:
                 ):
                     self._schedule_isr_update(replica)
 
+    def _may_join(self, broker_id: int) -> bool:
+        return self.meta is not None and broker_id in self.meta.live_brokers()
+
     def _schedule_isr_update(self, replica: Replica) -> None:
         if replica.isr_change_pending or self.meta is None:
             return
@@ -305,7 +308,9 @@ class ReplicaManager:
         assert self.meta is not None
         lag = self.settings.replica_lag_time_max_ms
         drop = set(replica.out_of_sync(lag))
-        join = set(replica.ready_to_join())
+        # Never back into the ISR: brokers that are not registered or are shutting down (the
+        # controller takes them out; adding them back would flap).
+        join = set(replica.ready_to_join()) & set(self.meta.live_brokers())
         if not drop and not join:
             return
         epoch = replica.leader_epoch

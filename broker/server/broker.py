@@ -106,7 +106,9 @@ class Broker:
             observe=self.metrics.observe,
         )
         self.metrics.replication_row = self._replication_row
-        idempotence = Idempotence(c.data_dir, c.producer_id_expiration_ms, node_id=c.node_id)
+        idempotence = Idempotence(
+            c.data_dir, c.producer_id_expiration_ms, node_id=c.node_id, cluster=self.meta is not None
+        )
         self.replicas.copy_listeners.append(idempotence.follower_appended)
         self.replicas.truncation_listeners.append(idempotence.truncated)
         self.ctx = BrokerContext(

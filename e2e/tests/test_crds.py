@@ -1,0 +1,235 @@
+"""The generated CRDs and desired objects against a real kube-apiserver (no nodes, no operator).
+
+Applies crds/*.yaml, then checks that the API server accepts valid Clusters and Topics (filling in
+the schema's defaults), rejects nonsense (negative replicas, a partition decrease by the CEL
+transition rule, unknown fields under strict field validation, operator-managed broker properties,
+a storage shrink), serves the scale and status subresources, and accepts every object
+``tidelog.operator.desired`` builds (server-side dry run with strict field validation, so a
+misspelt field of a StatefulSet fails here, not in a cluster). Needs only the cached etcd and
+kube-apiserver binaries (e2e/support/apiserver.py).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+
+from apiserver import ApiServer, run_apiserver  # type: ignore[import-not-found]
+
+from tidelog.operator import desired, schema
+from tidelog.operator.models import ClusterSpec
+from tidelog.operator.names import ClusterRef
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP_PATH = "/apis/tidelog.dev/v1alpha1"
+MERGE = "application/merge-patch+json"
+
+
+class Api:
+    """JSON requests that return (status code, body) instead of raising, to test rejections."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+        self.ctx: ssl.SSLContext = server.admin_ssl()
+
+    def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server.url + path, data=data, method=method)  # noqa: S310 (own apiserver)
+        req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:  # noqa: S310
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def ok(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        code, out = self.call(method, path, body, content_type)
+        assert code in (200, 201), f"{method} {path}: {code} {out.get('message', out)}"
+        return out
+
+    def rejected(self, method: str, path: str, body: Any, content_type: str = "application/json") -> str:
+        code, out = self.call(method, path, body, content_type)
+        # 422 Invalid (schema, CEL); 400 BadRequest (strict decoding: an unknown field)
+        assert code in (400, 422), f"{method} {path} was not rejected: {code} {out}"
+        return str(out.get("message", ""))
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Api]:
+    with run_apiserver() as server:
+        a = Api(server)
+        for path in sorted((ROOT / "crds").glob("*.yaml")):
+            a.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", yaml.safe_load(path.read_text()))
+        deadline = time.monotonic() + 30
+        while not all(_established(a, n) for n in ("clusters", "topics")):
+            assert time.monotonic() < deadline, "CRDs not Established in 30 s"
+            time.sleep(0.2)
+        yield a
+
+
+def _established(a: Api, plural: str) -> bool:
+    crd = a.ok("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.tidelog.dev")
+    conditions = crd.get("status", {}).get("conditions", [])
+    ok = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+    # Discovery may lag Established by a moment: wait until the resource is served too.
+    return ok and a.call("GET", f"{GROUP_PATH}/{plural}")[0] == 200
+
+
+@pytest.fixture(scope="module")
+def ns(api: Api) -> str:
+    name = f"t-{uuid.uuid4().hex[:6]}"
+    api.ok("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+def _cluster(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "tidelog.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": name}, "spec": spec}
+
+
+def _topic(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "tidelog.dev/v1alpha1", "kind": "Topic", "metadata": {"name": name}, "spec": spec}
+
+
+def test_a_minimal_cluster_gets_the_defaults(api: Api, ns: str) -> None:
+    created = api.ok("POST", f"{GROUP_PATH}/namespaces/{ns}/clusters", _cluster("minimal"))
+    spec = created["spec"]
+    assert spec["replicas"] == 3
+    assert spec["storage"] == {"size": "10Gi", "deleteClaim": False}
+    assert spec["metrics"] == {"enabled": True, "port": 9404}
+    # What the API server fills in is what the operator's model fills in.
+    assert schema.dump(schema.load(ClusterSpec, spec))["storage"] == spec["storage"]
+
+
+def test_cluster_nonsense_is_rejected(api: Api, ns: str) -> None:
+    path = f"{GROUP_PATH}/namespaces/{ns}/clusters"
+    assert "spec.replicas" in api.rejected("POST", path, _cluster("neg", replicas=-1))
+    assert "unknown field" in api.rejected("POST", path + "?fieldValidation=Strict", _cluster("typo", replica=3))
+    assert "set by the operator" in api.rejected("POST", path, _cluster("managed", config={"node.id": "1"}))
+    api.rejected("POST", path, _cluster("boolean", config={"auto.create.topics.enable": False}))
+    api.rejected("POST", path, _cluster("nested", config={"a": {"b": 1}}))
+    api.rejected("POST", path, _cluster("size", storage={"size": "lots"}))
+    api.rejected("POST", path, _cluster("listener", listeners={"external": {"type": "Ingress"}}))
+    api.rejected("POST", path, _cluster("version", version="latest"))
+
+
+def test_cluster_storage_may_grow_but_not_shrink(api: Api, ns: str) -> None:
+    path = f"{GROUP_PATH}/namespaces/{ns}/clusters"
+    api.ok("POST", path, _cluster("disks", storage={"size": "10Gi", "storageClassName": "fast"}))
+    api.ok("PATCH", f"{path}/disks", {"spec": {"storage": {"size": "20Gi"}}}, MERGE)
+    assert "may grow but not shrink" in api.rejected(
+        "PATCH", f"{path}/disks", {"spec": {"storage": {"size": "5Gi"}}}, MERGE
+    )
+    assert "cannot change" in api.rejected(
+        "PATCH", f"{path}/disks", {"spec": {"storage": {"storageClassName": "slow"}}}, MERGE
+    )
+
+
+def test_scale_and_status_subresources(api: Api, ns: str) -> None:
+    path = f"{GROUP_PATH}/namespaces/{ns}/clusters"
+    api.ok("POST", path, _cluster("scaled", replicas=3))
+    ref = ClusterRef("scaled", ns, "unused")
+    status = {"status": {"readyReplicas": 3, "labelSelector": ref.selector_string, "observedGeneration": 1,
+                         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "",
+                                         "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                         "scaling": {"phase": "Idle"}, "bootstrapAddress": ref.bootstrap_address}}  # fmt: skip
+    api.ok("PATCH", f"{path}/scaled/status", status, MERGE)
+    scale = api.ok("GET", f"{path}/scaled/scale")
+    assert scale["spec"]["replicas"] == 3
+    assert scale["status"] == {"replicas": 3, "selector": ref.selector_string}
+    scale["spec"]["replicas"] = 5
+    api.ok("PUT", f"{path}/scaled/scale", scale)
+    cluster = api.ok("GET", f"{path}/scaled")
+    assert cluster["spec"]["replicas"] == 5
+    assert cluster["status"]["conditions"][0]["reason"] == "Reconciled"  # declared status fields are kept
+    scale["spec"]["replicas"] = 0
+    api.rejected("PUT", f"{path}/scaled/scale", {**scale, "metadata": {"name": "scaled", "namespace": ns}})
+    bad = {"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}}
+    api.rejected("PATCH", f"{path}/scaled/status", bad, MERGE)
+
+
+def test_topic_partitions_may_not_decrease(api: Api, ns: str) -> None:
+    path = f"{GROUP_PATH}/namespaces/{ns}/topics"
+    api.ok("POST", path, _topic("orders", clusterRef={"name": "demo"}, partitions=6, replicas=3,
+                                config={"retention.ms": 60000, "cleanup.policy": "delete"}))  # fmt: skip
+    api.ok("PATCH", f"{path}/orders", {"spec": {"partitions": 8}}, MERGE)
+    message = api.rejected("PATCH", f"{path}/orders", {"spec": {"partitions": 3}}, MERGE)
+    assert "partitions may not decrease" in message
+    assert "cannot change" in api.rejected("PATCH", f"{path}/orders", {"spec": {"clusterRef": {"name": "x"}}}, MERGE)
+    assert "cannot be added" in api.rejected("PATCH", f"{path}/orders", {"spec": {"topicName": "other"}}, MERGE)
+    api.ok("PATCH", f"{path}/orders", {"spec": {"replicas": 2}}, MERGE)  # RF changes are allowed
+
+
+def test_topic_nonsense_is_rejected(api: Api, ns: str) -> None:
+    path = f"{GROUP_PATH}/namespaces/{ns}/topics"
+    good = {"clusterRef": {"name": "demo"}, "partitions": 1, "replicas": 1}
+    api.rejected("POST", path, _topic("zero", **{**good, "partitions": 0}))
+    api.rejected("POST", path, _topic("name", **{**good, "topicName": "bad/name"}))
+    api.rejected("POST", path, _topic("nocluster", partitions=1, replicas=1))
+    api.rejected("POST", path, _topic("key", **{**good, "config": {"Bad Key": "1"}}))
+    assert "unknown field" in api.rejected(
+        "POST", path + "?fieldValidation=Strict", _topic("typo", **good, partition=3)
+    )
+    renamed = api.ok("POST", path, _topic("named", **{**good, "topicName": "Orders.V2"}))
+    assert renamed["spec"]["topicName"] == "Orders.V2"
+    assert "cannot change" in api.rejected("PATCH", f"{path}/named", {"spec": {"topicName": "x"}}, MERGE)
+
+
+PATHS = {
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {
+            "replicas": 3,
+            "storage": {"size": "5Gi", "storageClassName": "local", "deleteClaim": True},
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": 1073741824}},
+            "config": {"num.partitions": 6, "min.insync.replicas": "2"},
+            "listeners": {"external": {"type": "NodePort", "nodePortBase": 31090, "annotations": {"a/b": "c"}}},
+            "rack": {},
+            "topologySpread": [{"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}],
+            "metrics": {"port": 9500},
+            "pod": {
+                "annotations": {"x": "y"},
+                "nodeSelector": {"disk": "ssd"},
+                "priorityClassName": "high",
+                "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
+            },
+        },
+        {"listeners": {"external": {"type": "LoadBalancer"}}, "metrics": {"enabled": False}},
+    ],
+    ids=["defaults", "everything", "loadbalancer"],
+)
+def test_desired_objects_pass_the_api_servers_validation(api: Api, ns: str, spec: dict[str, Any]) -> None:
+    """The builders' output, from a spec as the API server defaulted it, by strict server-side dry run."""
+    name = f"c{uuid.uuid4().hex[:5]}"
+    created = api.ok("POST", f"{GROUP_PATH}/namespaces/{ns}/clusters", _cluster(name, **spec))
+    ref = ClusterRef.from_body(created)
+    objects = desired.desired_objects(ref, schema.load(ClusterSpec, created["spec"]))
+    for obj in objects:
+        path = PATHS[obj["kind"]].format(ns=ns) + "?dryRun=All&fieldValidation=Strict"
+        code, out = api.call("POST", path, obj)
+        assert code in (200, 201), f"{obj['kind']} {obj['metadata']['name']}: {code} {out.get('message', out)}"
+        assert out["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]

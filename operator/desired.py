@@ -1,0 +1,256 @@
+"""The desired Kubernetes objects of a Cluster, as pure functions of the resource.
+
+Job: ``desired_objects(ref, spec)`` -> every object the Cluster owns (ConfigMap, Services,
+StatefulSet, PodDisruptionBudget, ServiceAccount, Role, RoleBinding), as plain dicts ready to apply.
+No I/O: the handlers compare these with what exists and apply the difference.
+
+The StatefulSet uses ``updateStrategy: OnDelete``: Kubernetes never restarts a broker by itself;
+the operator rolls one broker at a time (restart-safety probe first). A pod whose
+``tidelog.dev/pod-template-hash`` annotation differs from the StatefulSet's needs a restart; the hash
+covers the pod template and the ConfigMap's server.properties, so a config change is a roll, a
+replica change is not. Per-pod settings (node.id, advertised address, rack) are arguments built
+from the pod's own name and labels (downward API), so one template serves every broker.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+from tidelog.operator import schema
+from tidelog.operator.desired_access import pod_disruption_budget, rbac_objects
+from tidelog.operator.desired_services import services
+from tidelog.operator.models import DEFAULT_IMAGE_REPOSITORY, MANAGED_BROKER_KEYS, ClusterSpec
+from tidelog.operator.names import (
+    ADMIN_PORT,
+    HASH_ANNOTATION,
+    KAFKA_PORT,
+    POD_INDEX_LABEL,
+    ClusterRef,
+)
+
+DATA_MOUNT = "/var/lib/tidelog/data"
+LOG_DIRS = f"{DATA_MOUNT}/log"  # a subdirectory: a fresh volume's root may hold lost+found
+CONFIG_MOUNT = "/etc/tidelog"
+PROPERTIES = "server.properties"
+UID = 10001
+SHUTDOWN_MARGIN_S = 30
+STARTUP_PROBE_BUDGET_S = 3600  # log recovery may take long: never kill a broker recovering its log
+
+
+class InvalidSpecError(ValueError):
+    """A spec the API server accepted but the operator cannot build (reported in status)."""
+
+
+def image(spec: ClusterSpec) -> str:
+    return spec.image or f"{DEFAULT_IMAGE_REPOSITORY}:{spec.version}"
+
+
+def _property_value(key: str, value: int | str | bool) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if "\n" in text or "\r" in text:
+        raise InvalidSpecError(f"config {key}: a value may not contain a line break")
+    return text
+
+
+def server_properties(spec: ClusterSpec) -> str:
+    """The Cluster's broker config as server.properties (Kafka's names, sorted: stable hashes)."""
+    managed = sorted(set(spec.config) & set(MANAGED_BROKER_KEYS))
+    if managed:  # the CRD's CEL rule refuses these; this holds if a CRD without the rule is installed
+        raise InvalidSpecError(f"config {', '.join(managed)}: set by the operator, not in Cluster.spec.config")
+    lines = ["# Written by the Tidelog operator from Cluster.spec.config; per-broker settings are arguments."]
+    lines += [f"{key}={_property_value(key, spec.config[key])}" for key in sorted(spec.config)]
+    return "\n".join(lines) + "\n"
+
+
+def config_map(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.metadata(ref.config_map),
+        "data": {PROPERTIES: server_properties(spec)},
+    }
+
+
+def _ms(spec: ClusterSpec, key: str, default: int) -> int:
+    try:
+        return int(spec.config.get(key, default))
+    except ValueError:
+        raise InvalidSpecError(f"config {key}={spec.config[key]!r}: not an integer") from None
+
+
+def termination_grace_period_s(spec: ClusterSpec) -> int:
+    """Long enough for a controlled shutdown (leaderships handed over) and the broker's own stop."""
+    controlled = _ms(spec, "controlled.shutdown.timeout.ms", 30_000)
+    stop = _ms(spec, "shutdown.timeout.ms", 10_000)
+    return (controlled + stop) // 1000 + SHUTDOWN_MARGIN_S
+
+
+def broker_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
+    """The broker's command line; ``$(VAR)`` is expanded by the kubelet from the container's env."""
+    args = [
+        "broker",
+        "--config", f"{CONFIG_MOUNT}/{PROPERTIES}",
+        "--broker-id", "$(BROKER_ID)",
+        "--metadata", ref.metadata_store,
+        "--listen", f"0.0.0.0:{KAFKA_PORT}",
+        "--advertise", f"$(POD_NAME).{ref.headless_service}.$(POD_NAMESPACE).svc:{KAFKA_PORT}",
+        "--admin", f"0.0.0.0:{ADMIN_PORT}",
+        "--data-dir", LOG_DIRS,
+        "--metrics-port", str(spec.metrics.port),
+        "--set", "metrics.host=0.0.0.0",
+    ]  # fmt: skip
+    if spec.rack:
+        args += ["--rack", "$(BROKER_RACK)"]
+    return args
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
+    env = [
+        _field_env("POD_NAME", "metadata.name"),
+        _field_env("POD_NAMESPACE", "metadata.namespace"),
+        _field_env("BROKER_ID", f"metadata.labels['{POD_INDEX_LABEL}']"),
+    ]
+    if spec.rack:
+        # The node's topology label, copied onto the pod by the API server (PodTopologyLabelsAdmission).
+        env.append(_field_env("BROKER_RACK", f"metadata.labels['{spec.rack.topology_key}']"))
+    container: dict[str, Any] = {
+        "name": "broker",
+        "image": image(spec),
+        "imagePullPolicy": spec.image_pull_policy,
+        "args": broker_args(ref, spec),
+        "env": env,
+        "ports": [
+            {"name": "kafka", "containerPort": KAFKA_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"},
+        ],
+        # Ready = the admin API's health service says SERVING (NOT_SERVING from the start of a shutdown).
+        "readinessProbe": {"grpc": {"port": ADMIN_PORT}, "periodSeconds": 5, "timeoutSeconds": 3,
+                           "failureThreshold": 3},
+        "livenessProbe": {"tcpSocket": {"port": KAFKA_PORT}, "periodSeconds": 10, "timeoutSeconds": 5,
+                          "failureThreshold": 6},
+        "startupProbe": {"tcpSocket": {"port": KAFKA_PORT}, "periodSeconds": 10, "timeoutSeconds": 5,
+                         "failureThreshold": STARTUP_PROBE_BUDGET_S // 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, the root filesystem is read-only
+        ],
+    }  # fmt: skip
+    resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
+    if resources:
+        container["resources"] = copy.deepcopy(resources)
+    return container
+
+
+def pod_template(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
+    """The broker pod template, without the hash annotation."""
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": ref.service_account,
+        "automountServiceAccountToken": True,  # the metadata store talks to the API server
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": termination_grace_period_s(spec),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [broker_container(ref, spec)],
+        "volumes": [
+            {"name": "config", "configMap": {"name": ref.config_map}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    if spec.topology_spread:
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": t.max_skew,
+                "topologyKey": t.topology_key,
+                "whenUnsatisfiable": t.when_unsatisfiable,
+                "labelSelector": {"matchLabels": ref.selector_labels()},
+            }
+            for t in spec.topology_spread
+        ]
+    if spec.pod.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.pod.node_selector)
+    if spec.pod.tolerations:
+        pod_spec["tolerations"] = [
+            {k: v for k, v in schema.dump(t).items() if v is not None} for t in spec.pod.tolerations
+        ]
+    if spec.pod.priority_class_name:
+        pod_spec["priorityClassName"] = spec.pod.priority_class_name
+    metadata: dict[str, Any] = {"labels": {**spec.pod.labels, **ref.labels()}}
+    if spec.pod.annotations:
+        metadata["annotations"] = dict(spec.pod.annotations)
+    return {"metadata": metadata, "spec": pod_spec}
+
+
+def template_hash(template: dict[str, Any], cm: dict[str, Any]) -> str:
+    """What a broker pod must match not to need a restart: its template and its config file."""
+    canonical = json.dumps({"template": template, "config": cm["data"]}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def statefulset(ref: ClusterRef, spec: ClusterSpec, cm: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+    """The brokers. ``replicas`` overrides ``spec.replicas`` (a scale-down keeps the old count until
+    the brokers being removed are drained)."""
+    template = pod_template(ref, spec)
+    digest = template_hash(template, cm)
+    template["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    claim_policy = "Delete" if spec.storage.delete_claim else "Retain"
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage.storage_class_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": ref.metadata(ref.statefulset, annotations={HASH_ANNOTATION: digest}),
+        "spec": {
+            "serviceName": ref.headless_service,
+            "replicas": spec.replicas if replicas is None else replicas,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": claim_policy, "whenScaled": claim_policy},
+            "selector": {"matchLabels": ref.selector_labels()},
+            "template": template,
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "data", "labels": ref.labels()},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+def desired_objects(ref: ClusterRef, spec: ClusterSpec, replicas: int | None = None) -> list[dict[str, Any]]:
+    """Everything the Cluster owns, in a safe order to apply (identity and config before the pods)."""
+    cm = config_map(ref, spec)
+    brokers = spec.replicas if replicas is None else replicas
+    return [
+        *rbac_objects(ref),
+        cm,
+        *services(ref, spec, brokers),
+        pod_disruption_budget(ref),
+        statefulset(ref, spec, cm, replicas),
+    ]
