@@ -12,6 +12,7 @@ link, so cutting one affects that broker only."""
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
 from etcdserver import EtcdServer, etcd_server
 from faultproxy import Link
 from tidelogbroker import RunningBroker, _spawn, free_port, wait_for_port
@@ -56,9 +58,27 @@ class TidelogCluster:
 
     def restart(self, broker_id: int) -> None:
         self.brokers[broker_id].restart()
+        self.admin_ports[broker_id] = _admin_port(self.brokers[broker_id])
 
     def logs(self) -> str:
         return "\n".join(f"----- broker {i} -----\n{b.log_text()}" for i, b in self.brokers.items())
+
+
+def _admin_port(b: RunningBroker) -> int:
+    """The admin API's port, from the broker's start-up log line."""
+    found = re.findall(r"admin API \(gRPC\) on [^:]+:(\d+)", b.log_text())  # the latest start's
+    if not found:
+        raise RuntimeError(f"the broker did not log its admin port:\n{b.log_text()}")
+    return int(found[-1])
+
+
+def _sees_everyone(cluster: TidelogCluster, size: int) -> bool:
+    """Every broker's Metadata answer lists ``size`` brokers and a controller."""
+    for b in cluster.brokers.values():
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+        if len(md.brokers) != size or md.controller_id < 0:
+            return False
+    return True
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
@@ -84,7 +104,6 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
         try:
             for broker_id in range(1, size + 1):
                 port, metrics_port = free_port(), free_port()
-                admin_ports[broker_id] = free_port()
                 data_dir = tmp / f"broker-{broker_id}"
                 data_dir.mkdir(parents=True)
                 member_url, network = url, []
@@ -102,7 +121,7 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
                     "--metadata",
                     member_url,
                     "--admin",
-                    f"127.0.0.1:{admin_ports[broker_id]}",
+                    "127.0.0.1:0",  # any free port (no race with other processes); read back from the log
                     "--set",
                     "metadata.session.timeout.ms=3000",
                     "--set",
@@ -114,10 +133,12 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
                 log_path = data_dir / "broker.log"
                 proc = _spawn(port, metrics_port, data_dir / "data", log_path, args)
                 brokers[broker_id] = RunningBroker(port, metrics_port, data_dir / "data", log_path, proc, args)
-            for b in brokers.values():
+            for broker_id, b in brokers.items():
                 wait_for_port(b.port, b.proc, b.log_path)
+                admin_ports[broker_id] = _admin_port(b)
             cluster = TidelogCluster(etcd, brokers, "test", admin_ports, kafka_links, etcd_links)
             try:
+                wait_until(lambda: _sees_everyone(cluster, size), 30, f"every broker seeing {size} brokers")
                 yield cluster
             except BaseException:
                 print(cluster.logs(), file=sys.stderr)
