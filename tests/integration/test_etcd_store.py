@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,9 +41,11 @@ def new_root() -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_stores(server: EtcdServer, n: int, root: str | None = None) -> AsyncIterator[list[EtcdStore]]:
+async def open_stores(
+    server: EtcdServer, n: int, root: str | None = None, ttl_s: float = TTL_S
+) -> AsyncIterator[list[EtcdStore]]:
     root = root or new_root()
-    stores = [EtcdStore(server.endpoints, root, session_ttl_s=TTL_S) for _ in range(n)]
+    stores = [EtcdStore(server.endpoints, root, session_ttl_s=ttl_s) for _ in range(n)]
     try:
         for store in stores:
             await store.open()
@@ -104,12 +107,17 @@ async def test_watch_resumes_with_a_reset_batch_after_etcd_restarts(own_etcd: Et
 
 @pytest.mark.asyncio
 async def test_the_session_survives_a_quick_restart(own_etcd: EtcdServer) -> None:
-    async with open_stores(own_etcd, 1) as (store,):
+    # A 10 s session: etcd's restart takes 1-3 s on a loaded 2-core machine, which must stay "quick".
+    ttl = 10.0
+    async with open_stores(own_etcd, 1, ttl_s=ttl) as (store,):
         lost: list[bool] = []
         store.on_session_lost(lambda: lost.append(True))
         await store.put("brokers/1", b"me", leased=True)
+        started = time.monotonic()
         await asyncio.to_thread(own_etcd.stop)
         await asyncio.to_thread(own_etcd.start)
+        took = time.monotonic() - started
+        assert took < ttl / 2, f"etcd took {took:.1f}s to restart: not a quick restart"
         await asyncio.sleep(TTL_S * 2)
         assert lost == []
         assert await store.get("brokers/1") is not None
