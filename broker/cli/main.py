@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules() -> list[Any]:
     """Sub-command modules that exist in this build (each has ``register(subparsers)``)."""
     modules = []
-    for name in ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd", "tidelog.broker.cli.clustercmds"):
+    # tidelog.operator.main: `tidelog operator` (imported by name: it loads kopf only when it runs).
+    names = ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd", "tidelog.broker.cli.clustercmds",
+             "tidelog.operator.main")  # fmt: skip
+    for name in names:
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

@@ -240,9 +240,9 @@ build_mkimage() {
     -o "$BROKER_TAR"
   python3 "$MKIMAGE" "${common[@]}" "${labels[@]}" \
     --label org.opencontainers.image.title=tidelog-operator \
-    --label "org.opencontainers.image.description=Tidelog operator (placeholder: the tidelog CLI until the operator lands)" \
+    --label "org.opencontainers.image.description=Tidelog operator (Cluster and Topic resources, kopf)" \
     --label "org.opencontainers.image.base.name=$BASE_REF" \
-    --name "$(full_ref "$OPERATOR_REF")" --entrypoint tidelog --cmd-json '["--help"]' \
+    --name "$(full_ref "$OPERATOR_REF")" --entrypoint tidelog --cmd-json '["operator"]' \
     -o "$OPERATOR_TAR"
   echo "$hash" > "$stamp"
   rm -rf "$work"

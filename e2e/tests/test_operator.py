@@ -1,0 +1,324 @@
+"""The operator on a real cluster, in order (each step needs the ones before it):
+
+helm install (the operator, watching this test's namespace) -> a 3-broker Cluster -> Ready -> a Topic
+(6 partitions, RF 3) -> its status -> librdkafka produces and consumes through the bootstrap Service
+-> scale to 5: the new brokers get partitions -> back to 3: drained, then removed, every acked record
+still readable -> delete a partition leader's pod: failover, nothing lost -> a config change rolls
+the brokers one at a time with no partition under min ISR (checked during the roll) -> bad manifests
+rejected or reported.
+
+The client runs on the host in a private mount namespace whose /etc/resolv.conf points at the
+cluster's DNS (kafka_cluster_client.py), so the brokers' advertised names resolve. The local
+provider's hostPath volumes ignore fsGroup: a background thread gives each new volume of this
+namespace to the broker's uid (10001), as a CSI driver honouring fsGroup would.
+Each step's wall time is printed at the end (and written to $E2E_TIMINGS if set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
+
+from tidelog.broker.admin.client import AdminClient
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+assert VERSION
+TAG = f"{VERSION.group(1)}-e2e"
+CLIENT = Path(__file__).resolve().parent / "kafka_cluster_client.py"
+DNS = os.environ.get("E2E_CLUSTER_DNS", "169.254.20.10")
+TIMINGS: dict[str, float] = {}
+UID = 10001
+
+
+def cluster_manifest(replicas: int, config: dict[str, Any] | None = None) -> str:
+    conf = {"default.replication.factor": 3, "offsets.topic.replication.factor": 3, **(config or {})}
+    return json.dumps({
+        "apiVersion": "tidelog.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": "demo"},
+        "spec": {"replicas": replicas, "version": TAG, "imagePullPolicy": "Never", "storage": {"size": "1Gi"},
+                 "config": conf},
+    })  # fmt: skip
+
+
+TOPIC = json.dumps({
+    "apiVersion": "tidelog.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "orders"},
+    "spec": {"clusterRef": {"name": "demo"}, "partitions": 6, "replicas": 3, "config": {"min.insync.replicas": "2"}},
+})  # fmt: skip
+
+
+class Step:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        TIMINGS[self.name] = round(time.monotonic() - self.t0, 1)
+
+
+def _volume_owner(kube: Kube, stop: threading.Event) -> None:
+    """Give this namespace's hostPath volumes to the broker's uid (the local provider only)."""
+    done: set[str] = set()
+    while not stop.wait(1.0):
+        proc = kube.run("get", "pv", "-o", "json", namespaced=False, check=False)
+        if proc.returncode != 0:
+            continue
+        for pv in json.loads(proc.stdout)["items"]:
+            path = (pv["spec"].get("hostPath") or {}).get("path")
+            claim = pv["spec"].get("claimRef") or {}
+            if path and path not in done and claim.get("namespace") == kube.namespace and Path(path).is_dir():
+                os.chown(path, UID, UID)
+                done.add(path)
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube) -> Iterator[Kube]:
+    helm = os.environ.get("HELM") or "helm"
+    release = f"op-{kube.namespace}"
+    stop = threading.Event()
+    owner = threading.Thread(target=_volume_owner, args=(kube, stop), daemon=True)
+    owner.start()
+    with Step("helm install (operator Ready)"):
+        subprocess.run(
+            [helm, "install", release, str(ROOT / "helm" / "tidelog"), "-n", kube.namespace, "--wait",
+             "--timeout", "120s", "--set", f"image.tag={TAG}", "--set", "image.pullPolicy=Never",
+             "--set", f"watchNamespaces={{{kube.namespace}}}", "--set", "reconcileIntervalSeconds=10",
+             "--set", "logLevel=debug"],
+            check=True, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    yield kube
+    # Delete the resources while the operator runs (their finalizers need it), then the operator.
+    kube.run("delete", "topic", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
+    kube.run("delete", "cluster", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
+    subprocess.run([helm, "uninstall", release, "-n", kube.namespace], check=False, capture_output=True, timeout=120)
+    stop.set()
+    if TIMINGS:
+        print("\noperator e2e step timings (s): " + json.dumps(TIMINGS, indent=1))
+        if os.environ.get("E2E_TIMINGS"):
+            Path(os.environ["E2E_TIMINGS"]).write_text(json.dumps(TIMINGS, indent=1))
+
+
+def client(kube: Kube, *args: str) -> list[str]:
+    """Run kafka_cluster_client.py with the cluster's DNS; its JSON answer."""
+    resolv = Path(f"/tmp/tidelog-e2e-resolv-{kube.namespace}.conf")  # noqa: S108
+    resolv.write_text(f"nameserver {DNS}\nsearch cluster.local\noptions ndots:5\n")
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(resolv), sys.executable,
+         str(CLIENT), *args],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"client {args[0]} failed: {proc.stderr[-2000:]}"
+    result: list[str] = json.loads(proc.stdout)
+    return result
+
+
+def bootstrap(kube: Kube) -> str:
+    return f"demo.{kube.namespace}.svc:9092"
+
+
+def status(kube: Kube, kind: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = kube.get(kind, name).get("status") or {}
+    return result
+
+
+def condition(kube: Kube, kind: str, name: str, type_: str) -> dict[str, Any]:
+    return next((c for c in status(kube, kind, name).get("conditions", []) if c["type"] == type_), {})
+
+
+def cluster_ready(kube: Kube, replicas: int) -> bool:
+    s = status(kube, "cluster", "demo")
+    ready = condition(kube, "cluster", "demo", "Ready").get("status") == "True"
+    return ready and s.get("readyReplicas") == replicas and s.get("replicas") == replicas and not s.get("scaling")
+
+
+def pod_ip(kube: Kube, broker: int) -> str:
+    ip: str = kube.out("get", "pod", f"demo-{broker}", "-o", "jsonpath={.status.podIP}")
+    return ip
+
+
+def describe_topic(kube: Kube, name: str = "orders") -> Any:
+    async def go() -> Any:
+        for b in range(5):
+            ip = pod_ip(kube, b)
+            if not ip:
+                continue
+            try:
+                async with AdminClient(f"{ip}:9093", timeout=5) as admin:
+                    return await admin.describe_topic(name)
+            except Exception as exc:
+                if getattr(exc, "error_code", None) == 3:  # UNKNOWN_TOPIC_OR_PARTITION: an answer
+                    raise
+                continue  # this broker's admin API is down or still starting (restarting pod): try the next
+        raise AssertionError("no broker's admin API answered")
+
+    return asyncio.run(go())
+
+
+def replicas_per_broker(kube: Kube) -> dict[int, int]:
+    """Replicas each broker holds, over every topic (orders and __consumer_offsets), by the admin API."""
+
+    async def go() -> dict[int, int]:
+        async with AdminClient(f"{pod_ip(kube, 0)}:9093", timeout=10) as admin:
+            counts: dict[int, int] = {}
+            for name in await admin.list_topics():
+                for p in (await admin.describe_topic(name)).partitions:
+                    for b in p.replicas:
+                        counts[b] = counts.get(b, 0) + 1
+            return counts
+
+    return asyncio.run(go())
+
+
+ACKED: list[str] = []
+
+
+def test_cluster_becomes_ready(operator: Kube) -> None:
+    kube = operator
+    with Step("3-broker Cluster applied -> Ready"):
+        kube.apply(cluster_manifest(3))
+        wait_until("Cluster demo Ready with 3 brokers", lambda: cluster_ready(kube, 3), timeout=240, interval=1)
+    s = status(kube, "cluster", "demo")
+    assert s["bootstrapAddress"] == bootstrap(kube)
+    assert s["controllerId"] in (0, 1, 2)
+    assert s["labelSelector"]
+    assert s["observedGeneration"] == kube.get("cluster", "demo")["metadata"]["generation"]
+
+
+def test_topic_is_created_and_reported(operator: Kube) -> None:
+    kube = operator
+    with Step("Topic applied -> status Ready (6 partitions, RF 3)"):
+        kube.apply(TOPIC)
+        wait_until("Topic orders Ready", lambda: condition(kube, "topic", "orders", "Ready").get("status") == "True",
+                   timeout=60, interval=0.5)  # fmt: skip
+    s = status(kube, "topic", "orders")
+    assert (s["partitions"], s["replicas"], s["topicName"]) == (6, 3, "orders")
+    assert s["topicId"]
+    assert len(s["partitionDetails"]) == 6
+    assert all(len(p["isr"]) == 3 for p in s["partitionDetails"])
+
+
+def test_librdkafka_produces_and_consumes_through_the_service(operator: Kube) -> None:
+    kube = operator
+    with Step("librdkafka produce 500 (acks=all) + consume all"):
+        acked = client(kube, "produce", bootstrap(kube), "orders", "first", "500")
+        assert len(acked) == 500
+        ACKED.extend(acked)
+        read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
+    assert set(read) == set(ACKED)
+
+
+def test_scale_up_spreads_partitions_to_the_new_brokers(operator: Kube) -> None:
+    kube = operator
+    with Step("scale 3 -> 5: Ready, rebalanced"):
+        kube.run("scale", "cluster", "demo", "--replicas=5")
+        wait_until("5 brokers, rebalanced", lambda: cluster_ready(kube, 5), timeout=300, interval=1)
+    held = replicas_per_broker(kube)
+    assert all(held.get(b) for b in (3, 4)), f"the new brokers got no replicas: {held}"
+
+
+def test_scale_down_drains_then_removes_and_keeps_every_record(operator: Kube) -> None:
+    kube = operator
+    with Step("scale 5 -> 3: drained, removed"):
+        kube.run("scale", "cluster", "demo", "--replicas=3")
+        draining = wait_until("draining starts", lambda: status(kube, "cluster", "demo").get("scaling"), timeout=60)
+        if draining["phase"] in ("Draining", "Verifying"):
+            assert kube.get("statefulset", "demo")["spec"]["replicas"] == 5  # nothing removed before the drain
+        wait_until("3 brokers", lambda: cluster_ready(kube, 3), timeout=300, interval=1)
+        wait_until("pods 3 and 4 gone", lambda: not kube.out("get", "pod", "demo-3", "demo-4", "-o", "name"),
+                   timeout=120)  # fmt: skip
+    placement = [set(p.replicas) for p in describe_topic(kube).partitions]
+    assert all(r <= {0, 1, 2} and len(r) == 3 for r in placement), placement
+    held = replicas_per_broker(kube)
+    assert not any(held.get(b) for b in (3, 4)), f"removed brokers still hold replicas: {held}"
+    with Step("consume every acked record after scale-down"):
+        read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
+    assert set(ACKED) <= set(read)
+
+
+def test_leader_pod_deleted_fails_over_without_loss(operator: Kube) -> None:
+    kube = operator
+    leader = describe_topic(kube).partitions[0].leader
+    with Step("delete a leader pod -> produce 200 more -> all readable"):
+        kube.run("delete", "pod", f"demo-{leader}", "--wait=false")
+        acked = client(kube, "produce", bootstrap(kube), "orders", "after-failover", "200")
+        ACKED.extend(acked)
+        wait_until("Cluster Ready again", lambda: cluster_ready(kube, 3), timeout=180, interval=1)
+        read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
+    assert len(acked) == 200
+    assert set(ACKED) <= set(read)
+
+
+def test_config_change_rolls_brokers_without_any_partition_under_min_isr(operator: Kube) -> None:
+    kube = operator
+    sts_hash = kube.get("statefulset", "demo")["spec"]["template"]["metadata"]["annotations"]
+    before = {i: kube.get("pod", f"demo-{i}")["metadata"]["uid"] for i in range(3)}
+    lowest_isr: list[int] = []
+    with Step("config change -> rolling restart of 3 brokers"):
+        kube.apply(cluster_manifest(3, {"log.cleaner.backoff.ms": 15001}))
+        wait_until("a new pod template", lambda: kube.get("statefulset", "demo")["spec"]["template"]["metadata"][
+            "annotations"] != sts_hash, timeout=60)  # fmt: skip
+
+        def rolled() -> bool:
+            with contextlib.suppress(AssertionError):  # no admin API answered this instant (a pod restarting)
+                lowest_isr.append(min(len(p.isr) for p in describe_topic(kube).partitions))
+            uids = {i: kube.out("get", "pod", f"demo-{i}", "-o", "jsonpath={.metadata.uid}") for i in range(3)}
+            return all(uids[i] and uids[i] != before[i] for i in range(3)) and cluster_ready(kube, 3)
+
+        wait_until("every broker restarted on the new config", rolled, timeout=600, interval=1)
+    assert lowest_isr
+    assert min(lowest_isr) >= 2, f"a partition went under min.insync.replicas=2: {lowest_isr}"
+    read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
+    assert set(ACKED) <= set(read)
+
+
+def test_bad_manifests_are_rejected_or_reported(operator: Kube) -> None:
+    kube = operator
+    with Step("bad manifests"):
+        bad = kube.run("apply", "-f", "-", input=cluster_manifest(-1).replace('"demo"', '"bad"'), check=False)
+        assert bad.returncode != 0
+        assert "replicas" in bad.stderr
+        shrink = json.loads(TOPIC)
+        shrink["spec"]["partitions"] = 3
+        refused = kube.run("apply", "-f", "-", input=json.dumps(shrink), check=False)
+        assert refused.returncode != 0
+        assert "partitions may not decrease" in refused.stderr
+        orphan = json.loads(TOPIC)
+        orphan["metadata"]["name"] = "orphan"
+        orphan["spec"]["clusterRef"]["name"] = "no-such-cluster"
+        kube.apply(json.dumps(orphan))
+        wait_until("orphan reported", lambda: condition(kube, "topic", "orphan", "Ready").get("reason")
+                   == "ClusterNotFound", timeout=60)  # fmt: skip
+    assert cluster_ready(kube, 3)
+    assert status(kube, "topic", "orders")["partitions"] == 6
+
+
+def test_deleting_a_topic_resource_deletes_the_topic(operator: Kube) -> None:
+    kube = operator
+    with Step("Topic deleted -> topic gone from the brokers"):
+        kube.run("delete", "topic", "orders", "--timeout=60s", timeout=90)
+
+        def gone() -> bool:
+            try:
+                describe_topic(kube)
+            except AssertionError:
+                raise
+            except Exception as exc:  # the admin API's KafkaError: UNKNOWN_TOPIC_OR_PARTITION is 3
+                return getattr(exc, "error_code", None) == 3
+            return False
+
+        wait_until("topic orders deleted in Kafka", gone, timeout=60)
