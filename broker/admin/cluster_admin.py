@@ -174,7 +174,7 @@ class MetadataAdmin:
         reasons: list[str] = []
         live = set(self.meta.brokers)
         for t in sorted(self.meta.topics.values(), key=lambda t: t.name):
-            min_isr = int(t.configs.get("min.insync.replicas", "1"))
+            min_isr = self.catalog.min_insync(t.name)
             for i, p in enumerate(t.partitions):
                 if broker_id not in p.replicas:
                     continue

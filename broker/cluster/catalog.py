@@ -31,9 +31,10 @@ def initial_state(replicas: list[int]) -> PartitionState:
 
 
 class ClusterCatalog:
-    def __init__(self, meta: ClusterMetadata, defaults: LogConfig) -> None:
+    def __init__(self, meta: ClusterMetadata, defaults: LogConfig, min_insync_default: int = 1) -> None:
         self.meta = meta
         self.defaults = defaults
+        self.min_insync_default = min_insync_default
         self._infos: dict[str, TopicInfo] | None = None
         self._creating: set[str] = set()
         meta.subscribe(self._changed)
@@ -66,7 +67,7 @@ class ClusterCatalog:
     def min_insync(self, name: str) -> int:
         t = self.meta.topics.get(name)
         value = t.configs.get("min.insync.replicas") if t else None
-        return int(value) if value else 1
+        return int(value) if value else self.min_insync_default
 
     def check_create(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
         validate_topic_name(name)

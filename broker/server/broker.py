@@ -67,7 +67,7 @@ class Broker:
         self.meta = ClusterMetadata(self.store)
         await self.meta.start()
         log.info("joined cluster %s through %s", self.meta.cluster_id, c.metadata_store)
-        return ClusterCatalog(self.meta, c.log_defaults)
+        return ClusterCatalog(self.meta, c.log_defaults, c.min_insync_replicas)
 
     async def start(self) -> None:
         c = self.config

@@ -69,6 +69,7 @@ BROKER_KEYS = {
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "metadata.store",
+    "min.insync.replicas",
     "metadata.session.timeout.ms",
     "replica.lag.time.max.ms",
     "replica.fetch.wait.max.ms",
@@ -115,6 +116,7 @@ class BrokerConfig:
     # Cluster membership (Tidelog's names where Kafka has none): "standalone" (no store),
     # "etcd://HOST:PORT[,HOST:PORT]/CLUSTER" or "kubernetes://NAMESPACE/CLUSTER".
     metadata_store: str = "standalone"
+    min_insync_replicas: int = 1  # min.insync.replicas: the default of topics that set none
     metadata_session_timeout_ms: int = 10_000
     replica_lag_time_max_ms: int = 30_000
     replica_fetch_wait_max_ms: int = 500
@@ -223,6 +225,7 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         group_min_session_timeout_ms=integer("group.min.session.timeout.ms", 6000),
         group_max_session_timeout_ms=integer("group.max.session.timeout.ms", 1_800_000),
         metadata_store=props.get("metadata.store", "standalone"),
+        min_insync_replicas=integer("min.insync.replicas", 1),
         metadata_session_timeout_ms=integer("metadata.session.timeout.ms", 10_000),
         replica_lag_time_max_ms=integer("replica.lag.time.max.ms", 30_000),
         replica_fetch_wait_max_ms=integer("replica.fetch.wait.max.ms", 500),

@@ -47,3 +47,18 @@ def test_all_interfaces_advertise_loopback() -> None:
     cfg = config.build({"listeners": "PLAINTEXT://0.0.0.0:9092"})
     assert cfg.listen_host == "0.0.0.0"  # noqa: S104 - parsing only, nothing binds
     assert cfg.advertised_host == "127.0.0.1"
+
+
+def test_cluster_settings_use_kafka_names() -> None:
+    cfg = config.build(
+        {
+            "metadata.store": "etcd://127.0.0.1:2379/prod",
+            "min.insync.replicas": "2",
+            "replica.lag.time.max.ms": "10000",
+            "unclean.leader.election.enable": "true",
+            "admin.listener": "127.0.0.1:9093",
+        }
+    )
+    assert cfg.metadata_store == "etcd://127.0.0.1:2379/prod"
+    assert (cfg.min_insync_replicas, cfg.replica_lag_time_max_ms, cfg.unclean_leader_election) == (2, 10_000, True)
+    assert cfg.admin_listener == "127.0.0.1:9093"
