@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             profile.limits,
             profile.warmup_records,
             profile.targets,
+            profile.ack_warmup_s,
         )
     if a.list:
         for w in profile.workloads:

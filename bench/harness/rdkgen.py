@@ -48,17 +48,17 @@ def _create(a: argparse.Namespace) -> int:
     fut = admin.create_topics([topic], operation_timeout=30)[a.topic]
     fut.result(timeout=60)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until every partition has a leader
+    while time.monotonic() < deadline:  # wait until every partition has a leader and a full ISR
         md = admin.list_topics(a.topic, timeout=5).topics.get(a.topic)
         if (
             md
             and md.error is None
             and len(md.partitions) == a.partitions
-            and all(p.leader >= 0 for p in md.partitions.values())
+            and all(p.leader >= 0 and len(p.isrs) >= a.replication for p in md.partitions.values())
         ):
             return 0
         time.sleep(0.05)
-    raise SystemExit(f"topic {a.topic} has no leaders after 30 s")
+    raise SystemExit(f"topic {a.topic}: some partition has no leader or an incomplete ISR after 30 s")
 
 
 def _leaders(a: argparse.Namespace) -> dict[str, Any]:
@@ -257,6 +257,13 @@ def _steady(a: argparse.Namespace) -> dict[str, Any]:
             "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 2_097_151,
             "socket.nagle.disable": True,
+            # The Java producer's default (and the bound idempotent producers need). librdkafka's
+            # default (1,000,000) seals a request every linger.ms however slow the acks are; a
+            # broker that answers a connection's requests one at a time (Kafka: acks=all waits for
+            # the followers' fetch before the next request of that connection is read) then lets
+            # tiny requests queue without bound: kafka3 on one core reached p50 11-16 s at
+            # 2,000 records/s, and 62 ms with 5 (bench/README.md, "fixed-rate ack latency").
+            "max.in.flight.requests.per.connection": a.max_in_flight,
             "on_delivery": on_delivery,
         }
     )
@@ -356,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-brokers", type=int, default=1, help="ready: brokers the metadata must list")
     ap.add_argument("--seconds", type=float, default=10.0, help="steady: measured seconds (after the kill)")
     ap.add_argument("--warmup-s", type=float, default=1.0, help="steady: sent, not measured")
+    ap.add_argument("--max-in-flight", type=int, default=5, help="steady: requests in flight per connection")
     ap.add_argument("--failover", action="store_true", help="steady: wait for the harness to kill a leader")
     ap.add_argument("--tail-s", type=float, default=1.0, help="steady --failover: run on after recovery")
     a = ap.parse_args(argv)

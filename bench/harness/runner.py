@@ -24,10 +24,16 @@ from harness import generators as gen
 from harness import groups, java
 from harness.procstat import Meter, rss_bytes
 from harness.systems import SEGMENT_BYTES, System
-from harness.workloads import Profile, Workload
+from harness.workloads import ACK_WARMUP_RATE, Profile, Workload
 
 Sample = dict[str, Any]
 LATENCY_WARMUP_S = 1.0  # fixed-rate latency: the first second is sent but not measured
+# Ack latency (RF=3, fresh clusters): the first seconds at the target rate are sent but not
+# measured, on every system alike. Three fresh JVMs sharing one core still JIT-compile the
+# acks=all path (produce purgatory, follower fetch) long after the RF=1 session warm-up: at
+# 2,000 records/s their C1/C2 compiler threads took ~45-55 % of core 0 for the first ~75 s
+# (cluster3 therefore also runs Profile.ack_warmup_s of load once per session).
+ACK_LATENCY_WARMUP_S = 5.0
 
 
 def log(msg: str) -> None:
@@ -114,6 +120,15 @@ class Session:
         gen.rdk_produce(self.cpu, self.sys.bootstrap, t, records, w.producer())
         gen.rdk_consume(self.cpu, self.sys.bootstrap, t, records)
 
+    def ack_warmup(self, seconds: float, replication: int) -> None:
+        """Unmeasured fixed-rate RF=3 acks=all load on a topic of its own (JIT warm-up of the
+        acks=all path: produce purgatory, follower fetch), the same for every system."""
+        if seconds <= 0:
+            return
+        w = Workload("ackwarm", "ack-latency", "rdkafka", 6, 1024, acks="all", replication=replication)
+        t = self.topic(w, "warm")
+        gen.rdk_steady(self.cpu, self.sys.bootstrap, t, ACK_WARMUP_RATE, seconds, w.producer(), 0.0)
+
     def rate(self, w: Workload) -> float:
         known = self.results.rates.get(w.name)
         if known:
@@ -187,7 +202,7 @@ class Session:
                 )
             elif w.kind == "ack-latency":
                 rate = self.rate(w)
-                raw = gen.rdk_steady(self.cpu, s.bootstrap, topic, rate, w.seconds, w.producer(), LATENCY_WARMUP_S)
+                raw = gen.rdk_steady(self.cpu, s.bootstrap, topic, rate, w.seconds, w.producer(), ACK_LATENCY_WARMUP_S)
                 extra["rate"] = round(rate, 1)
             elif w.kind == "leader-failover":
                 kill = getattr(s, "kill_node", None)
@@ -283,6 +298,10 @@ def _run_rounds(
                 )
                 session = Session(system, gen_cpu, libs, results)
                 session.warmup(profile.warmup_records)
+                acks_all = [w for w in workloads if w.kind == "ack-latency" and w.replication <= system.replicas]
+                if acks_all and profile.ack_warmup_s > 0:
+                    log(f"  {system.name}: {profile.ack_warmup_s:g} s unmeasured acks=all warm-up")
+                    session.ack_warmup(profile.ack_warmup_s, max(w.replication for w in acks_all))
                 for w in workloads:
                     if w.replication > system.replicas:
                         results.skipped.setdefault(w.name, {})[system.name] = system.no_replication_note
