@@ -84,6 +84,7 @@ class ReplicaManager:
         self.truncation_listeners: list[Callable[[TopicPartition, PartitionLog, int], None]] = []
         self._hw_checkpoint = checkpoint.read(logs.data_dir / HW_CHECKPOINT)
         self.throttle = ReplicationThrottle()
+        self._configs: dict[str, dict[str, str]] = {}  # topic configs last applied to the logs
         self._tasks: list[asyncio.Task[None]] = []
         logs.set_high_watermark_source(self.high_watermark)
 
@@ -131,10 +132,13 @@ class ReplicaManager:
         assert self.meta is not None
         topic = self.meta.topics.get(name)
         if topic is None:
+            self._configs.pop(name, None)
             for tp in [tp for tp in self.replicas if tp[0] == name]:
                 self._drop(tp, delete_log=True)
             return
-        self.logs.update_config(name, self.logs.config_for(name))
+        if self._configs.get(name) != topic.configs:  # not on every ISR or leader change
+            self._configs[name] = dict(topic.configs)
+            self.logs.update_config(name, self.logs.config_for(name))
         for index, state in enumerate(topic.partitions):
             self._apply_partition(topic, index, state)
 
