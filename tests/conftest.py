@@ -6,9 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import tbguard
 
 from tidelog.broker.log.config import LogConfig
 from tidelog.broker.log.log import PartitionLog
+
+tbguard.install()
 
 
 @pytest.fixture

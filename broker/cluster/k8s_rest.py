@@ -259,16 +259,29 @@ class KubeClient:
                 await self._raise_for(resp)
                 # One JSON object per line; not readline(): aiohttp caps a line at 128 KiB, objects
                 # (a ConfigMap) may be up to 1 MiB.
-                buffer = b""
+                buffer = bytearray()
                 async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
+                    for line in take_lines(buffer, chunk):
                         if line.strip():
                             event: Json = json.loads(line)
                             yield event
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise StoreError(f"kubernetes watch {path}: {exc!r}") from exc
+
+
+def take_lines(buffer: bytearray, chunk: bytes) -> list[bytes]:
+    """Append ``chunk`` to ``buffer`` and cut off the complete lines (without their newline); the
+    unfinished rest stays in ``buffer``. Only the new chunk is searched, so a 1 MiB line that
+    arrives in many small chunks costs linear time."""
+    searched = len(buffer)
+    buffer += chunk
+    lines = []
+    end = buffer.find(b"\n", searched)
+    while end >= 0:
+        lines.append(bytes(buffer[:end]))
+        del buffer[: end + 1]
+        end = buffer.find(b"\n")
+    return lines
 
 
 async def sleep_backoff(attempt: int, cap_s: float = 5.0) -> None:

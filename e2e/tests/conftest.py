@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tbguard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
+
+tbguard.install()
 
 
 @pytest.fixture(scope="session")

@@ -178,7 +178,12 @@ async def test_large_values_through_a_watch(open_stores: Opener) -> None:
             assert (await next_batch(watch)).reset
             await writer.put("assignments", big)
             await writer.put("brokers/1", b"L" * 100_000, leased=True)  # Lease values live in annotations (256 KiB)
-            assert await collect_until(watch, 2) == [("put", "assignments", big), ("put", "brokers/1", b"L" * 100_000)]
+            # Only the first two: on a loaded machine a late renewal may already have expired the
+            # 2 s lease, which a watcher sees as a delete after the put.
+            seen = await collect_until(watch, 2)
+            assert seen[:2] == [("put", "assignments", big), ("put", "brokers/1", b"L" * 100_000)], [
+                (kind, key, len(value) if value is not None else None) for kind, key, value in seen
+            ]
         finally:
             await close_watch(watch)
 

@@ -462,6 +462,15 @@ cmd_up() {
   local t0=$SECONDS
   "$HERE/build.sh" ${TIDELOG_E2E_NO_APT:+--no-apt}
 
+  if ! is_running etcd && [[ -e $STATE ]]; then
+    # A run that ended without `down` (killed, or a teardown that could not finish) leaves mounts,
+    # containerd snapshots and a stale etcd; a fresh start on top of them fails (ctr import: "file
+    # exists"). Tear all of it down first.
+    log "state of an earlier run left in $STATE: tearing it down first"
+    cmd_down
+    set -e # cmd_down runs with errexit off
+    [[ -e $STATE ]] && die "could not remove $STATE (still mounted? findmnt | grep $STATE)"
+  fi
   is_running etcd || check_ports
   host_setup
   pki
@@ -559,6 +568,7 @@ cmd_down() {
   done
   restore_sysctls
   rm -rf "$STATE" "$RUN" "$HOSTPATH_PV_DIR" 2>/dev/null
+  [[ -e $STATE ]] && log "warning: $STATE could not be removed entirely (the next up tears it down again)"
   # The kubelet always links container logs from /var/log/containers; drop links left dangling.
   [[ -d /var/log/containers ]] && find /var/log/containers -xtype l -delete 2>/dev/null
   rmdir /var/log/containers 2>/dev/null
