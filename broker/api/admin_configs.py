@@ -70,7 +70,7 @@ def _broker_entries(ctx: BrokerContext, name: str, keys: list[str] | None) -> li
         "num.partitions": str(s.num_partitions),
         "default.replication.factor": str(s.default_replication_factor),
         "auto.create.topics.enable": str(s.auto_create_topics).lower(),
-        "advertised.listeners": f"PLAINTEXT://{s.host}:{s.port}",
+        "advertised.listeners": s.advertised_listeners or f"PLAINTEXT://{s.host}:{s.port}",
     }
     return [
         _entry(k, v, SOURCE_STATIC_BROKER, read_only=True)

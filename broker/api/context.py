@@ -43,8 +43,10 @@ class Settings:
     """Broker settings the handlers need (Kafka's names in comments)."""
 
     node_id: int = 0  # node.id
-    host: str = "127.0.0.1"  # advertised host
-    port: int = 9092  # advertised port
+    host: str = "127.0.0.1"  # advertised host of the listener the request came in on
+    port: int = 9092  # advertised port of that listener
+    listener: str = ""  # its name ("" = the only one)
+    advertised_listeners: str = ""  # advertised.listeners, all of them (DescribeConfigs)
     rack: str | None = None  # broker.rack
     auto_create_topics: bool = True  # auto.create.topics.enable
     num_partitions: int = 1  # num.partitions

@@ -58,9 +58,11 @@ def _coordinator_of(ctx: BrokerContext, key: str) -> dict[str, Any]:
     topic = meta.topics.get(OFFSETS_TOPIC)
     leader = topic.partitions[partition].leader if topic is not None and partition < len(topic.partitions) else -1
     broker = meta.brokers.get(leader)
-    if broker is None:
-        return dict(node_id=-1, host="", port=-1, error_code=15, error_message="the coordinator is not available")
-    return dict(node_id=broker.broker_id, host=broker.host, port=broker.port, error_code=0, error_message=None)
+    endpoint = broker.endpoint(s.listener) if broker is not None else None
+    if broker is None or endpoint is None:
+        why = "the coordinator is not available" if broker is None else f"the coordinator has no listener {s.listener}"
+        return dict(node_id=-1, host="", port=-1, error_code=15, error_message=why)
+    return dict(node_id=broker.broker_id, host=endpoint[0], port=endpoint[1], error_code=0, error_message=None)
 
 
 def list_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:

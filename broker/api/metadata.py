@@ -15,6 +15,7 @@ from tidelog.broker.protocol.frames import RequestHeader
 API_KEY = 3
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 LEADER_NOT_AVAILABLE = 5
+LISTENER_NOT_FOUND = 72
 
 
 def _partitions(ctx: BrokerContext, info: TopicInfo) -> list[dict[str, Any]]:
@@ -36,9 +37,10 @@ def _partitions(ctx: BrokerContext, info: TopicInfo) -> list[dict[str, Any]]:
     state = meta.topics.get(info.name)
     if state is None:
         return []
+    listener = ctx.settings.listener
     return [
         dict(
-            error_code=0 if p.leader >= 0 else LEADER_NOT_AVAILABLE,
+            error_code=_leader_error(meta, p.leader, listener),
             partition_index=i,
             leader_id=p.leader,
             leader_epoch=p.leader_epoch,
@@ -48,6 +50,17 @@ def _partitions(ctx: BrokerContext, info: TopicInfo) -> list[dict[str, Any]]:
         )
         for i, p in enumerate(state.partitions)
     ]
+
+
+def _leader_error(meta: Any, leader: int, listener: str) -> int:
+    """0, LEADER_NOT_AVAILABLE (none yet), or LISTENER_NOT_FOUND: the leader is registered but has
+    no listener of the name the client came in on (a broker configured differently from this one)."""
+    if leader < 0:
+        return LEADER_NOT_AVAILABLE
+    broker = meta.brokers.get(leader)
+    if broker is not None and broker.endpoint(listener) is None:
+        return LISTENER_NOT_FOUND
+    return 0
 
 
 def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
@@ -66,10 +79,12 @@ def brokers_and_controller(ctx: BrokerContext) -> tuple[list[dict[str, Any]], in
     meta = ctx.cluster
     if meta is None:
         return [dict(node_id=s.node_id, host=s.host, port=s.port, rack=s.rack)], s.node_id
-    brokers = [
-        dict(node_id=b.broker_id, host=b.host, port=b.port, rack=b.rack)
-        for b in sorted(meta.brokers.values(), key=lambda b: b.broker_id)
-    ]
+    # Each broker's address on the listener this request came in on; brokers without it are left out.
+    brokers = []
+    for b in sorted(meta.brokers.values(), key=lambda b: b.broker_id):
+        endpoint = b.endpoint(s.listener)
+        if endpoint is not None:
+            brokers.append(dict(node_id=b.broker_id, host=endpoint[0], port=endpoint[1], rack=b.rack))
     return brokers, meta.controller.broker_id if meta.controller is not None else -1
 
 

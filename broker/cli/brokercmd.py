@@ -23,8 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("broker", help="run a standalone Kafka-compatible broker")
     p.add_argument("--config", type=Path, help="a Kafka-style server.properties file")
     p.add_argument("--data-dir", help="where partition logs live (log.dirs)")
-    p.add_argument("--listen", help="HOST:PORT to listen on (listeners), default 127.0.0.1:9092")
-    p.add_argument("--advertise", help="HOST:PORT clients are told to use (advertised.listeners)")
+    p.add_argument(
+        "--listen",
+        help="listeners: HOST:PORT or NAME://HOST:PORT[,NAME://HOST:PORT...], default 127.0.0.1:9092",
+    )
+    p.add_argument(
+        "--advertise", help="advertised.listeners: the address clients are told, per listener name (same syntax)"
+    )
     p.add_argument("--metrics-port", help="Prometheus port (metrics.port, default 9404; 0 turns it off)")
     p.add_argument("--node-id", "--broker-id", dest="node_id", help="node.id (default 0)")
     p.add_argument(

@@ -42,6 +42,15 @@ class BrokerInfo:
     admin_port: int = 0
     shutting_down: bool = False
     incarnation: str = ""  # a new value per process start: a restart is visible even if quick
+    # Advertised address per listener name (``host``/``port`` are the inter-broker listener's);
+    # empty in registrations written before brokers had named listeners.
+    endpoints: tuple[tuple[str, str, int], ...] = ()
+
+    def endpoint(self, listener: str) -> tuple[str, int] | None:
+        """Where clients of ``listener`` reach this broker (None: the broker has no such listener)."""
+        if not self.endpoints or not listener:
+            return self.host, self.port
+        return next(((host, port) for name, host, port in self.endpoints if name == listener), None)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -53,6 +62,7 @@ class BrokerInfo:
                 "admin_port": self.admin_port,
                 "shutting_down": self.shutting_down,
                 "incarnation": self.incarnation,
+                "endpoints": [{"name": n, "host": h, "port": p} for n, h, p in self.endpoints],
             }
         ).encode()
 
@@ -67,6 +77,7 @@ class BrokerInfo:
             int(d.get("admin_port", 0)),
             bool(d.get("shutting_down", False)),
             d.get("incarnation", ""),
+            tuple((str(e["name"]), str(e["host"]), int(e["port"])) for e in d.get("endpoints", ())),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -36,6 +37,7 @@ from tidelog.broker.replication.fetcher import FetchSettings
 from tidelog.broker.replication.manager import ReplicaManager, ReplicationSettings
 from tidelog.broker.server.config import BrokerConfig
 from tidelog.broker.server.connection import KafkaConnection
+from tidelog.broker.server.listeners import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class Broker:
                 node_id=c.node_id,
                 host=c.advertised_host,
                 port=c.advertised_port,
+                listener=c.listeners.inter_broker,
+                advertised_listeners=",".join(str(e) for e in c.listeners.advertised),
                 rack=c.rack,
                 auto_create_topics=c.auto_create_topics,
                 num_partitions=c.num_partitions,
@@ -148,29 +152,44 @@ class Broker:
         self.replicas.start()
         await self._start_admin(topics)
         loop = asyncio.get_running_loop()
-        hosts = [c.listen_host]
-        if c.listen_host == "127.0.0.1" and socket.has_ipv6:
-            hosts.append("::1")
-        for host in hosts:
-            try:
-                server = await loop.create_server(self._new_connection, host, c.listen_port, reuse_address=True)
-            except OSError as exc:
-                if host == "::1":
-                    log.info("not listening on [::1]:%d: %s", c.listen_port, exc)
-                    continue
-                raise
-            self.servers.append(server)
+        for bound in c.listeners.bound:
+            await self._listen(bound)
         self._reaper = loop.create_task(self._reap_idle(), name="idle-connections")
         self._snapshotter = loop.create_task(self._snapshot_producers(), name="producer-snapshots")
         log.info(
-            "Tidelog broker %d listening on %s:%d (advertised %s:%d), data in %s",
+            "Tidelog broker %d listening on %s (advertised %s; inter-broker %s), data in %s",
             c.node_id,
-            c.listen_host,
-            c.listen_port,
-            c.advertised_host,
-            c.advertised_port,
+            ",".join(str(e) for e in c.listeners.bound),
+            ",".join(str(e) for e in c.listeners.advertised),
+            c.listeners.inter_broker,
             c.data_dir,
         )
+
+    async def _listen(self, bound: Endpoint) -> None:
+        """Serve one listener; its connections answer with that listener's advertised addresses."""
+        assert self.ctx is not None
+        advertised = self.config.listeners.advertised_of(bound.name)
+        ctx = dataclasses.replace(
+            self.ctx,
+            settings=dataclasses.replace(
+                self.ctx.settings, host=advertised.host, port=advertised.port, listener=bound.name
+            ),
+        )
+        loop = asyncio.get_running_loop()
+        hosts = [bound.host]
+        if bound.host == "127.0.0.1" and socket.has_ipv6:
+            hosts.append("::1")
+        for host in hosts:
+            try:
+                server = await loop.create_server(
+                    lambda: self._new_connection(ctx), host, bound.port, reuse_address=True
+                )
+            except OSError as exc:
+                if host == "::1":
+                    log.info("not listening on [::1]:%d: %s", bound.port, exc)
+                    continue
+                raise
+            self.servers.append(server)
 
     def _replication_row(self) -> tuple[int, int, int, int, int, int]:
         held, led, under, below = self.replicas.stats() if self.replicas is not None else (0, 0, 0, 0)
@@ -185,7 +204,14 @@ class Broker:
         c = self.config
         admin_port = self.admin.port if self.admin is not None else 0
         return BrokerInfo(
-            c.node_id, c.advertised_host, c.advertised_port, c.rack, admin_port, shutting_down, self.incarnation
+            c.node_id,
+            c.advertised_host,
+            c.advertised_port,
+            c.rack,
+            admin_port,
+            shutting_down,
+            self.incarnation,
+            tuple((e.name, e.host, e.port) for e in c.listeners.advertised),
         )
 
     async def _start_admin(self, topics: TopicStore | ClusterCatalog) -> None:
@@ -285,10 +311,9 @@ class Broker:
         self.metrics.group_rows = lambda: _group_rows(coordinator, self.logs)
         return coordinator
 
-    def _new_connection(self) -> KafkaConnection:
-        assert self.ctx is not None
+    def _new_connection(self, ctx: BrokerContext) -> KafkaConnection:
         conn = KafkaConnection(
-            self.ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, self.config.sendfile
+            ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, self.config.sendfile
         )
         self.connections.add(conn)
         self.metrics.observe("connections", len(self.connections))

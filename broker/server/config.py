@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidelog.broker.log.config import InvalidConfigError, LogConfig
+from tidelog.broker.server.listeners import Endpoint, Listeners, build_listeners
+
+LOOPBACK = Endpoint("PLAINTEXT", "127.0.0.1", 9092)
 
 # broker property -> topic config it sets the default of
 LOG_DEFAULTS = {
@@ -44,6 +47,8 @@ BROKER_KEYS = {
     "broker.id",
     "listeners",
     "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
     "log.dirs",
     "log.dir",
     "num.partitions",
@@ -86,10 +91,10 @@ BROKER_KEYS = {
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     node_id: int = 0
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 9092
-    advertised_host: str = "127.0.0.1"
-    advertised_port: int = 9092
+    # listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name
+    listeners: Listeners = field(
+        default_factory=lambda: Listeners((LOOPBACK,), (LOOPBACK,), {"PLAINTEXT": "PLAINTEXT"}, "PLAINTEXT")
+    )
     data_dir: Path = Path("data")
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -129,6 +134,23 @@ class BrokerConfig:
     admin_listener: str = ""  # HOST:PORT of the gRPC admin API ("" = off)
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
+    # The inter-broker listener's addresses (the one a lone broker's messages and logs name).
+    @property
+    def listen_host(self) -> str:
+        return self.listeners.bound_of(self.listeners.inter_broker).host
+
+    @property
+    def listen_port(self) -> int:
+        return self.listeners.bound_of(self.listeners.inter_broker).port
+
+    @property
+    def advertised_host(self) -> str:
+        return self.listeners.advertised_of(self.listeners.inter_broker).host
+
+    @property
+    def advertised_port(self) -> int:
+        return self.listeners.advertised_of(self.listeners.inter_broker).port
+
 
 def read_properties(path: Path) -> dict[str, str]:
     """Java properties, the subset Kafka's files use: ``key=value`` or ``key: value``, # and ! comments."""
@@ -156,14 +178,6 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _host_port(value: str, name: str) -> tuple[str, int]:
-    value = value.split("://", 1)[-1].split(",", maxsplit=1)[0]
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InvalidConfigError(f"{name}={value!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all interfaces, as Kafka
-
-
 def build(props: Mapping[str, str]) -> BrokerConfig:
     """Validate ``props`` (Kafka names) into a BrokerConfig; unknown names are INVALID_CONFIG."""
     props = dict(props)
@@ -177,11 +191,12 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     if unknown:
         raise InvalidConfigError(f"unknown broker config: {', '.join(unknown)}")
     log_defaults = LogConfig.from_properties({LOG_DEFAULTS[k]: v for k, v in props.items() if k in LOG_DEFAULTS})
-    listen_host, listen_port = _host_port(props.get("listeners", "127.0.0.1:9092"), "listeners")
-    adv = props.get("advertised.listeners")
-    adv_host, adv_port = _host_port(adv, "advertised.listeners") if adv else (listen_host, listen_port)
-    if adv_host in ("0.0.0.0", "::"):  # noqa: S104
-        adv_host = "127.0.0.1"
+    listeners = build_listeners(
+        props.get("listeners", "127.0.0.1:9092"),
+        props.get("advertised.listeners"),
+        props.get("listener.security.protocol.map"),
+        props.get("inter.broker.listener.name"),
+    )
 
     def integer(name: str, default: int) -> int:
         try:
@@ -197,10 +212,7 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
 
     return BrokerConfig(
         node_id=integer("node.id", integer("broker.id", 0)),
-        listen_host=listen_host,
-        listen_port=listen_port,
-        advertised_host=adv_host,
-        advertised_port=adv_port,
+        listeners=listeners,
         data_dir=Path(props.get("log.dirs", props.get("log.dir", "data")).split(",")[0]),
         num_partitions=integer("num.partitions", 1),
         default_replication_factor=integer("default.replication.factor", 1),

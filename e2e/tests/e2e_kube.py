@@ -1,4 +1,5 @@
-"""Helpers for the e2e tests: kubectl through subprocess, waits with deadlines, state dumps.
+"""Helpers for the e2e tests: kubectl through subprocess, waits with deadlines, state dumps, and a
+real Prometheus on the host scraping pods (file-based discovery written from the pod list).
 
 The suite runs on whatever cluster KUBECONFIG names (the local or kind provider). It needs only
 `kubectl` (KUBECTL env var, else PATH) and an image that has busybox (E2E_TEST_IMAGE, loaded with
@@ -10,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,22 +111,129 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float = DEFAULT
         time.sleep(interval)
 
 
-def write_file_sd(kube: Kube, path: str, selector: str, port: int, job_labels: dict[str, str] | None = None) -> int:
+def _container_port(pod: dict[str, Any], name: str) -> int | None:
+    for container in pod["spec"]["containers"]:
+        for port in container.get("ports") or []:
+            if port.get("name") == name:
+                number: int = port["containerPort"]
+                return number
+    return None
+
+
+def write_file_sd(
+    kube: Kube, path: str, selector: str, port: int | str, job_labels: dict[str, str] | None = None
+) -> int:
     """Write a Prometheus file_sd_configs target file from the Running pods matching `selector`.
 
     Debian 12's Prometheus (2.42) has no kubernetes_sd_configs, so the harness discovers the pods
-    and the host scrapes pod IPs directly. The file is replaced atomically. Returns the target count.
+    and the host scrapes pod IPs directly. `port` is a number or the name of a container port (as a
+    PodMonitor's ``port: metrics``). The file is replaced atomically. Returns the target count.
     """
     pods = json.loads(kube.run("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
-    groups = [
-        {
-            "targets": [f"{p['status']['podIP']}:{port}"],
+    groups = []
+    for p in pods:
+        if p.get("status", {}).get("phase") != "Running" or not p["status"].get("podIP"):
+            continue
+        number = port if isinstance(port, int) else _container_port(p, port)
+        if number is None:
+            raise AssertionError(f"pod {p['metadata']['name']} has no container port named {port!r}")
+        groups.append({
+            "targets": [f"{p['status']['podIP']}:{number}"],
             "labels": {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"], **(job_labels or {})},
-        }
-        for p in pods
-        if p.get("status", {}).get("phase") == "Running" and p["status"].get("podIP")
-    ]
+        })  # fmt: skip
     tmp = Path(path + ".tmp")
     tmp.write_text(json.dumps(groups))
     tmp.replace(path)
     return len(groups)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Prometheus:
+    """A Prometheus process on the host; `targets[job]` is the file_sd file of each scrape job."""
+
+    def __init__(self, base: str, targets: dict[str, str]) -> None:
+        self.base = base
+        self.targets = targets
+
+    def query(self, promql: str) -> list[Any]:
+        """An instant query's result vector (``[{"metric": {...}, "value": [t, "v"]}, ...]``)."""
+        url = self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (our 127.0.0.1 URL)
+            body = json.load(r)
+        assert body["status"] == "success", body
+        result: list[Any] = body["data"]["result"]
+        return result
+
+    def values(self, promql: str, label: str) -> dict[str, float]:
+        """An instant query's values keyed by one label (which must tell the series apart)."""
+        result = self.query(promql)
+        out = {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+        assert len(out) == len(result), f"{promql}: several series per {label}: {result}"
+        return out
+
+
+def prometheus_binary() -> str:
+    binary = os.environ.get("PROMETHEUS") or shutil.which("prometheus")
+    if not binary:
+        pytest.fail("no prometheus (set PROMETHEUS or put it on PATH)")
+    return binary
+
+
+@contextmanager
+def run_prometheus(workdir: Path, jobs: Sequence[str], interval: str = "1s") -> Iterator[Prometheus]:
+    """Run a real Prometheus on 127.0.0.1 (a free port) with one file-SD scrape job per name in
+    `jobs` (targets written by `write_file_sd`, re-read every second); stop it on exit."""
+    binary = prometheus_binary()
+    targets = {job: str(workdir / f"targets-{job}.json") for job in jobs}
+    for path in targets.values():
+        Path(path).write_text("[]")
+    scrape = "".join(
+        f"""- job_name: {job}
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  file_sd_configs: [{{files: ["{path}"], refresh_interval: 1s}}]
+"""
+        for job, path in targets.items()
+    )
+    config = workdir / "prometheus.yml"
+    glob = f"global: {{scrape_interval: {interval}, evaluation_interval: {interval}}}\n"
+    config.write_text(f"{glob}scrape_configs:\n{scrape}")
+    port = free_port()
+    log_path = workdir / "prometheus.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+
+            def ready() -> bool:
+                assert proc.poll() is None, f"prometheus exited: {log_path.read_text()[-2000:]}"
+                try:
+                    with urllib.request.urlopen(base + "/-/ready", timeout=2) as r:  # noqa: S310 (127.0.0.1 only)
+                        return bool(r.status == 200)
+                except OSError:
+                    return False
+
+            wait_until("prometheus ready", ready, timeout=60)
+            yield Prometheus(base, targets)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

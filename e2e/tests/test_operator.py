@@ -2,10 +2,11 @@
 
 helm install (the operator, watching this test's namespace) -> a 3-broker Cluster -> Ready -> a Topic
 (6 partitions, RF 3) -> its status -> librdkafka produces and consumes through the bootstrap Service
--> scale to 5: the new brokers get partitions -> back to 3: drained, then removed, every acked record
-still readable -> delete a partition leader's pod: failover, nothing lost -> a config change rolls
-the brokers one at a time with no partition under min ISR (checked during the roll) -> bad manifests
-rejected or reported.
+-> a real Prometheus (on the host) scrapes the brokers and the operator; PromQL gives bytes in per
+topic and a consumer group's lag -> scale to 5: the new brokers get partitions -> back to 3: drained,
+then removed, every acked record still readable -> delete a partition leader's pod: failover, nothing
+lost -> a config change rolls the brokers one at a time with no partition under min ISR (checked
+during the roll) -> bad manifests rejected or reported.
 
 The client runs on the host in a private mount namespace whose /etc/resolv.conf points at the
 cluster's DNS (kafka_cluster_client.py), so the brokers' advertised names resolve. The local
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
+from e2e_kube import Kube, run_prometheus, wait_until, write_file_sd  # type: ignore[import-not-found]
 
 from tidelog.broker.admin.client import AdminClient
 
@@ -88,7 +89,7 @@ def _volume_owner(kube: Kube, stop: threading.Event) -> None:
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[Kube]:
     helm = os.environ.get("HELM") or "helm"
-    release = f"op-{kube.namespace}"
+    release = release_name(kube)
     stop = threading.Event()
     owner = threading.Thread(target=_volume_owner, args=(kube, stop), daemon=True)
     owner.start()
@@ -112,19 +113,52 @@ def operator(kube: Kube) -> Iterator[Kube]:
             Path(os.environ["E2E_TIMINGS"]).write_text(json.dumps(TIMINGS, indent=1))
 
 
-def client(kube: Kube, *args: str) -> list[str]:
-    """Run kafka_cluster_client.py with the cluster's DNS; its JSON answer."""
+def release_name(kube: Kube) -> str:
+    return f"op-{kube.namespace}"
+
+
+def with_cluster_dns(kube: Kube, *argv: str) -> Any:
+    """Run argv (a Python client) with the cluster's DNS in /etc/resolv.conf; its JSON answer."""
     resolv = Path(f"/tmp/tidelog-e2e-resolv-{kube.namespace}.conf")  # noqa: S108
     resolv.write_text(f"nameserver {DNS}\nsearch cluster.local\noptions ndots:5\n")
     script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
     proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(resolv), sys.executable,
-         str(CLIENT), *args],
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(resolv), *argv],
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, f"client {args[0]} failed: {proc.stderr[-2000:]}"
-    result: list[str] = json.loads(proc.stdout)
+    assert proc.returncode == 0, f"client {argv[1:3]} failed: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
+def client(kube: Kube, *args: str) -> list[str]:
+    """Run kafka_cluster_client.py with the cluster's DNS; its JSON answer."""
+    result: list[str] = with_cluster_dns(kube, sys.executable, str(CLIENT), *args)
     return result
+
+
+# A consumer group that reads COUNT records of TOPIC (subscribe, librdkafka), commits its positions
+# and leaves; prints each partition's committed offset and high watermark (JSON).
+COMMIT_SOME = """
+import json, sys, time
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, topic, group, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                     "enable.auto.commit": False})
+consumer.subscribe([topic])
+read, deadline = 0, time.monotonic() + 90
+while read < count and time.monotonic() < deadline:
+    msg = consumer.poll(1.0)
+    if msg is not None and msg.error() is None:
+        read += 1
+if read < count:
+    sys.exit(f"read only {read} of {count} records")
+consumer.commit(asynchronous=False)
+parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+consumer.close()
+print(json.dumps({"committed": {tp.partition: tp.offset for tp in committed}, "ends": ends}))
+"""
 
 
 def bootstrap(kube: Kube) -> str:
@@ -220,6 +254,70 @@ def test_librdkafka_produces_and_consumes_through_the_service(operator: Kube) ->
         ACKED.extend(acked)
         read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
     assert set(read) == set(ACKED)
+
+
+def test_prometheus_scrapes_brokers_and_operator_bytes_in_and_lag(operator: Kube, tmp_path: Path) -> None:
+    """A real Prometheus scrapes every broker pod and the operator pod (file-based discovery from
+    the pod list, as a PodMonitor would select them); PromQL answers bytes in per topic (the 500
+    records of the step before) and the lag of a group that committed 200 of them."""
+    kube = operator
+    with Step("consumer group reads 200 of 500 and commits"):
+        answer = with_cluster_dns(kube, sys.executable, "-c", COMMIT_SOME, bootstrap(kube), "orders", "e2e-lag", "200")
+    committed = {int(p): o for p, o in answer["committed"].items() if o >= 0}
+    ends = {int(p): o for p, o in answer["ends"].items()}
+    assert sum(committed.values()) == 200, answer
+    assert sum(ends.values()) == 500, answer
+    lag = {str(p): float(ends[p] - o) for p, o in committed.items()}
+    assert sum(lag.values()) > 0, answer
+    # Each record's key and value: the batches' bytes can only be more.
+    payload = sum(len(f"first-{i}") + len(f"value of first-{i}") for i in range(500))
+    cluster = kube.get("cluster", "demo")
+    brokers = cluster["status"]["labelSelector"]
+    operator_pods = f"app.kubernetes.io/component=operator,app.kubernetes.io/instance={release_name(kube)}"
+    with (
+        Step("Prometheus (real) scrapes brokers + operator -> PromQL bytes in per topic, consumer lag"),
+        run_prometheus(tmp_path, ["tidelog-brokers", "tidelog-operator"], interval="2s") as prom,
+    ):
+        assert write_file_sd(kube, prom.targets["tidelog-brokers"], brokers, "metrics") == 3
+        assert write_file_sd(kube, prom.targets["tidelog-operator"], operator_pods, "metrics") == 1
+
+        def all_up() -> bool:
+            up = prom.values("up", "pod")
+            want = {"demo-0", "demo-1", "demo-2", kube.out("get", "pods", "-l", operator_pods, "-o",
+                                                            "jsonpath={.items[0].metadata.name}")}  # fmt: skip
+            assert up == dict.fromkeys(want, 1.0), f"up: {up}"
+            return True
+
+        wait_until("every broker and the operator scraped (up == 1)", all_up, timeout=60, interval=1)
+
+        def bytes_in() -> dict[str, float]:
+            per_topic: dict[str, float] = prom.values(
+                'sum by (topic) (tidelog_bytes_in_total{job="tidelog-brokers"})', "topic"
+            )
+            records = prom.values('sum by (topic) (tidelog_records_in_total{job="tidelog-brokers"})', "topic")
+            assert per_topic.get("orders", 0) >= payload, f"bytes in per topic: {per_topic}"
+            assert records.get("orders") == 500, f"records in per topic: {records}"
+            return per_topic
+
+        per_topic = wait_until("bytes in per topic", bytes_in, timeout=60, interval=1)
+
+        def group_lag() -> bool:
+            series = prom.query('tidelog_consumer_lag{job="tidelog-brokers",group="e2e-lag",topic="orders"}')
+            got = {r["metric"]["partition"]: float(r["value"][1]) for r in series}
+            assert len(got) == len(series), f"a partition's lag reported twice: {series}"
+            assert got == lag, f"lag by partition: {got}, expected {lag}"
+            total = prom.values('sum by (group) (tidelog_consumer_lag{topic="orders"})', "group")
+            assert total.get("e2e-lag") == sum(lag.values()), f"lag by group: {total}"
+            return True
+
+        wait_until("consumer lag of group e2e-lag", group_lag, timeout=60, interval=1)
+
+        def reconciles() -> float:
+            q = 'tidelog_operator_reconciles_total{job="tidelog-operator",kind="Cluster",name="demo"}'
+            return sum(float(r["value"][1]) for r in prom.query(q))
+
+        assert wait_until("the operator's reconcile counter", reconciles, timeout=30, interval=1) > 0
+    print(f"\nbytes in per topic (PromQL): {per_topic}; lag of e2e-lag by partition: {lag}")
 
 
 def test_scale_up_spreads_partitions_to_the_new_brokers(operator: Kube) -> None:

@@ -34,6 +34,12 @@ class TidelogCluster:
     admin_ports: dict[int, int]
     kafka_links: dict[int, Link] = field(default_factory=dict)
     etcd_links: dict[int, Link] = field(default_factory=dict)
+    external_ports: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def external_bootstrap(self) -> str:
+        """The EXTERNAL listeners (``tidelog_cluster(..., external=True)``)."""
+        return ",".join(f"127.0.0.2:{port}" for port in self.external_ports.values())
 
     def admin_target(self, broker_id: int) -> str:
         """HOST:PORT of ``broker_id``'s gRPC admin API."""
@@ -91,9 +97,13 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 
 @contextlib.contextmanager
-def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False) -> Iterator[TidelogCluster]:
+def tidelog_cluster(
+    tmp: Path, size: int = 3, *extra: str, proxied: bool = False, external: bool = False
+) -> Iterator[TidelogCluster]:
     """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
-    ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring)."""
+    ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring).
+    ``external``: two named listeners, INTERNAL on 127.0.0.1 (inter-broker, ``bootstrap``) and
+    EXTERNAL on 127.0.0.2 (``external_ports``, ``external_bootstrap``)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
@@ -101,6 +111,7 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
         admin_ports: dict[int, int] = {}
         kafka_links: dict[int, Link] = {}
         etcd_links: dict[int, Link] = {}
+        external_ports: dict[int, int] = {}
         try:
             for broker_id in range(1, size + 1):
                 port, metrics_port = free_port(), free_port()
@@ -114,6 +125,13 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
                     etcd_link.start()
                     member_url = f"etcd://127.0.0.1:{etcd_link.port}/test"
                     network = ["--advertise", f"127.0.0.1:{kafka_link.port}"]
+                if external:
+                    external_ports[broker_id] = ext = free_port()
+                    network += [
+                        "--listen", f"INTERNAL://127.0.0.1:{port},EXTERNAL://127.0.0.2:{ext}",
+                        "--set", "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+                        "--set", "inter.broker.listener.name=INTERNAL",
+                    ]  # fmt: skip
                 args = [
                     *network,
                     "--node-id",
@@ -136,7 +154,7 @@ def tidelog_cluster(tmp: Path, size: int = 3, *extra: str, proxied: bool = False
             for broker_id, b in brokers.items():
                 wait_for_port(b.port, b.proc, b.log_path)
                 admin_ports[broker_id] = _admin_port(b)
-            cluster = TidelogCluster(etcd, brokers, "test", admin_ports, kafka_links, etcd_links)
+            cluster = TidelogCluster(etcd, brokers, "test", admin_ports, kafka_links, etcd_links, external_ports)
             try:
                 wait_until(lambda: _sees_everyone(cluster, size), 30, f"every broker seeing {size} brokers")
                 yield cluster

@@ -33,7 +33,7 @@ def test_properties_environment_and_overrides_layer(tmp_path: Path) -> None:
         ({"no.such.setting": "1"}, "unknown broker config: no.such.setting"),
         ({"num.partitions": "many"}, "not an integer"),
         ({"auto.create.topics.enable": "yes"}, "expected true or false"),
-        ({"listeners": "nowhere"}, "expected HOST:PORT"),
+        ({"listeners": "nowhere"}, "expected NAME://HOST:PORT"),
         ({"log.segment.bytes": "10"}, "segment.bytes=10"),
         ({"log.cleanup.policy": "shred"}, "cleanup.policy"),
     ],
