@@ -21,7 +21,13 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("broker", help="run a standalone Kafka-compatible broker")
-    p.add_argument("--config", type=Path, help="a Kafka-style server.properties file")
+    p.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Kafka-style server.properties file (repeatable: later files win)",
+    )
     p.add_argument("--data-dir", help="where partition logs live (log.dirs)")
     p.add_argument(
         "--listen",

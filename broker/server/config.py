@@ -8,11 +8,12 @@ underscores). Unknown names are refused with a clear message.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidelog.broker.log.config import InvalidConfigError, LogConfig
+from tidelog.broker.server import config_providers
 from tidelog.broker.server.listeners import Endpoint, Listeners, build_listeners
 
 LOOPBACK = Endpoint("PLAINTEXT", "127.0.0.1", 9092)
@@ -155,7 +156,11 @@ class BrokerConfig:
 def read_properties(path: Path) -> dict[str, str]:
     """Java properties, the subset Kafka's files use: ``key=value`` or ``key: value``, # and ! comments."""
     out: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidConfigError(f"{path}: {exc.strerror}") from None
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in "#!":
             continue
@@ -253,9 +258,16 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
 
 
 def load(
-    properties_file: Path | None, overrides: Mapping[str, str], environ: Mapping[str, str] = os.environ
+    properties_files: Path | Sequence[Path] | None,
+    overrides: Mapping[str, str],
+    environ: Mapping[str, str] = os.environ,
 ) -> BrokerConfig:
-    props: dict[str, str] = read_properties(properties_file) if properties_file else {}
+    """Files (later ones win), then ``TIDELOG_*`` variables, then ``overrides``; then the config
+    providers' variables (``${file:...}``, ``${env:...}``) are resolved."""
+    files = [properties_files] if isinstance(properties_files, Path) else list(properties_files or ())
+    props: dict[str, str] = {}
+    for path in files:
+        props.update(read_properties(path))
     props.update(from_environment(environ))
     props.update(overrides)
-    return build(props)
+    return build(config_providers.resolve(props, environ, read_properties))

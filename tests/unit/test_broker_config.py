@@ -62,3 +62,40 @@ def test_cluster_settings_use_kafka_names() -> None:
     assert cfg.metadata_store == "etcd://127.0.0.1:2379/prod"
     assert (cfg.min_insync_replicas, cfg.replica_lag_time_max_ms, cfg.unclean_leader_election) == (2, 10_000, True)
     assert cfg.admin_listener == "127.0.0.1:9093"
+
+
+FILE_PROVIDER = {
+    "config.providers": "file,env",
+    "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
+    "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+}
+
+
+def test_later_files_win_and_config_providers_resolve(tmp_path: Path) -> None:
+    shared, own, ports = tmp_path / "server.properties", tmp_path / "broker-2.properties", tmp_path / "ext.properties"
+    shared.write_text("num.partitions=3\nlisteners=INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094\n")
+    own.write_text("num.partitions=5\n")
+    ports.write_text("broker.2.port=31002\n")
+    overrides = {
+        **FILE_PROVIDER,
+        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        "advertised.listeners": f"INTERNAL://b2.svc:9092,EXTERNAL://${{env:HOST_IP}}:${{file:{ports}:broker.2.port}}",
+    }
+    cfg = config.load([shared, own], overrides, environ={"HOST_IP": "10.1.2.3"})
+    assert cfg.num_partitions == 5
+    assert [str(e) for e in cfg.listeners.advertised] == ["INTERNAL://b2.svc:9092", "EXTERNAL://10.1.2.3:31002"]
+
+
+@pytest.mark.parametrize(
+    ("value", "providers", "message"),
+    [
+        ("${file:/no/such/file:k}", FILE_PROVIDER, "/no/such/file: No such file or directory"),
+        ("${env:NOT_SET_ANYWHERE}", FILE_PROVIDER, "no environment variable NOT_SET_ANYWHERE"),
+        ("${vault:secret:k}", FILE_PROVIDER, "no config provider 'vault' is declared"),
+        ("x", {"config.providers": "x", "config.providers.x.class": "com.example.X"}, "supported are"),
+        ("x", {"config.providers": "x"}, "config.providers.x.class is not set"),
+    ],
+)
+def test_unresolvable_variables_are_refused(value: str, providers: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidConfigError, match=message):
+        config.load(None, {**providers, "broker.rack": value}, environ={})
