@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tidelog.operator import schema
@@ -25,6 +27,7 @@ from tidelog.operator.desired_services import services
 from tidelog.operator.models import DEFAULT_IMAGE_REPOSITORY, MANAGED_BROKER_KEYS, ClusterSpec
 from tidelog.operator.names import (
     ADMIN_PORT,
+    EXTERNAL_PORT,
     HASH_ANNOTATION,
     KAFKA_PORT,
     POD_INDEX_LABEL,
@@ -35,6 +38,10 @@ DATA_MOUNT = "/var/lib/tidelog/data"
 LOG_DIRS = f"{DATA_MOUNT}/log"  # a subdirectory: a fresh volume's root may hold lost+found
 CONFIG_MOUNT = "/etc/tidelog"
 PROPERTIES = "server.properties"
+# Per-broker values of the external listener (``broker.N.port``, ``broker.N.host``), read by each
+# broker through Kafka's FileConfigProvider: one pod template serves every broker.
+EXTERNAL_PROPERTIES = "external.properties"
+FILE_PROVIDER_CLASS = "org.apache.kafka.common.config.provider.FileConfigProvider"
 UID = 10001
 SHUTDOWN_MARGIN_S = 30
 STARTUP_PROBE_BUDGET_S = 3600  # log recovery may take long: never kill a broker recovering its log
@@ -65,13 +72,33 @@ def server_properties(spec: ClusterSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config_map(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": ref.metadata(ref.config_map),
-        "data": {PROPERTIES: server_properties(spec)},
-    }
+@dataclass(frozen=True)
+class ExternalAddress:
+    """Where outside clients reach one broker: its node port (NodePort; the host is the node the
+    pod runs on) or its load balancer's host (LoadBalancer; the port is EXTERNAL_PORT)."""
+
+    node_port: int | None = None
+    host: str | None = None
+
+
+def external_properties(addresses: Mapping[int, ExternalAddress]) -> str:
+    lines = ["# Written by the Tidelog operator: each broker's external address, from its Service."]
+    for broker in sorted(addresses):
+        a = addresses[broker]
+        if a.node_port is not None:
+            lines.append(f"broker.{broker}.port={a.node_port}")
+        if a.host is not None:
+            lines.append(f"broker.{broker}.host={a.host}")
+    return "\n".join(lines) + "\n"
+
+
+def config_map(
+    ref: ClusterRef, spec: ClusterSpec, external: Mapping[int, ExternalAddress] | None = None
+) -> dict[str, Any]:
+    data = {PROPERTIES: server_properties(spec)}
+    if spec.listeners.external is not None:
+        data[EXTERNAL_PROPERTIES] = external_properties(external or {})
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": ref.metadata(ref.config_map), "data": data}
 
 
 def _ms(spec: ClusterSpec, key: str, default: int) -> int:
@@ -95,8 +122,7 @@ def broker_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
         "--config", f"{CONFIG_MOUNT}/{PROPERTIES}",
         "--broker-id", "$(BROKER_ID)",
         "--metadata", ref.metadata_store,
-        "--listen", f"0.0.0.0:{KAFKA_PORT}",
-        "--advertise", f"$(POD_NAME).{ref.headless_service}.$(POD_NAMESPACE).svc:{KAFKA_PORT}",
+        *_listener_args(ref, spec),
         "--admin", f"0.0.0.0:{ADMIN_PORT}",
         "--data-dir", LOG_DIRS,
         "--metrics-port", str(spec.metrics.port),
@@ -105,6 +131,25 @@ def broker_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
     if spec.rack:
         args += ["--rack", "$(BROKER_RACK)"]
     return args
+
+
+def _listener_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
+    """One PLAINTEXT listener for in-cluster clients; with an external listener, INTERNAL (also the
+    inter-broker one) and EXTERNAL, whose address per broker comes from external.properties."""
+    internal = f"$(POD_NAME).{ref.headless_service}.$(POD_NAMESPACE).svc:{KAFKA_PORT}"
+    ext = spec.listeners.external
+    if ext is None:
+        return ["--listen", f"0.0.0.0:{KAFKA_PORT}", "--advertise", internal]
+    values = f"${{file:{CONFIG_MOUNT}/{EXTERNAL_PROPERTIES}:broker.$(BROKER_ID)"
+    outside = f"$(HOST_IP):{values}.port}}" if ext.type == "NodePort" else f"{values}.host}}:{EXTERNAL_PORT}"
+    return [
+        "--listen", f"INTERNAL://0.0.0.0:{KAFKA_PORT},EXTERNAL://0.0.0.0:{EXTERNAL_PORT}",
+        "--advertise", f"INTERNAL://{internal},EXTERNAL://{outside}",
+        "--set", "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        "--set", "inter.broker.listener.name=INTERNAL",
+        "--set", "config.providers=file",
+        "--set", f"config.providers.file.class={FILE_PROVIDER_CLASS}",
+    ]  # fmt: skip
 
 
 def _field_env(name: str, path: str) -> dict[str, Any]:
@@ -117,6 +162,8 @@ def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("BROKER_ID", f"metadata.labels['{POD_INDEX_LABEL}']"),
     ]
+    if spec.listeners.external is not None and spec.listeners.external.type == "NodePort":
+        env.append(_field_env("HOST_IP", "status.hostIP"))  # the node's address: NodePort clients come there
     if spec.rack:
         # The node's topology label, copied onto the pod by the API server (PodTopologyLabelsAdmission).
         env.append(_field_env("BROKER_RACK", f"metadata.labels['{spec.rack.topology_key}']"))
@@ -130,6 +177,8 @@ def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
             {"name": "kafka", "containerPort": KAFKA_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"},
+            *([{"name": "external", "containerPort": EXTERNAL_PORT, "protocol": "TCP"}]
+              if spec.listeners.external else []),
         ],
         # Ready = the admin API's health service says SERVING (NOT_SERVING from the start of a shutdown).
         "readinessProbe": {"grpc": {"port": ADMIN_PORT}, "periodSeconds": 5, "timeoutSeconds": 3,
@@ -202,7 +251,9 @@ def pod_template(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
 
 def template_hash(template: dict[str, Any], cm: dict[str, Any]) -> str:
     """What a broker pod must match not to need a restart: its template and its config file."""
-    canonical = json.dumps({"template": template, "config": cm["data"]}, sort_keys=True, separators=(",", ":"))
+    # Not external.properties: a scale-up adds a broker's line there, and must not roll the others.
+    config = {k: v for k, v in cm["data"].items() if k != EXTERNAL_PROPERTIES}
+    canonical = json.dumps({"template": template, "config": config}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -243,9 +294,15 @@ def statefulset(ref: ClusterRef, spec: ClusterSpec, cm: dict[str, Any], replicas
     }
 
 
-def desired_objects(ref: ClusterRef, spec: ClusterSpec, replicas: int | None = None) -> list[dict[str, Any]]:
-    """Everything the Cluster owns, in a safe order to apply (identity and config before the pods)."""
-    cm = config_map(ref, spec)
+def desired_objects(
+    ref: ClusterRef,
+    spec: ClusterSpec,
+    replicas: int | None = None,
+    external: Mapping[int, ExternalAddress] | None = None,
+) -> list[dict[str, Any]]:
+    """Everything the Cluster owns, in a safe order to apply (identity and config before the pods).
+    ``external``: the brokers' external addresses known so far (read back from their Services)."""
+    cm = config_map(ref, spec, external)
     brokers = spec.replicas if replicas is None else replicas
     return [
         *rbac_objects(ref),

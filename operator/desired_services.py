@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from tidelog.operator.models import ClusterSpec
-from tidelog.operator.names import ADMIN_PORT, KAFKA_PORT, POD_NAME_LABEL, ClusterRef
+from tidelog.operator.names import ADMIN_PORT, EXTERNAL_PORT, KAFKA_PORT, POD_NAME_LABEL, ClusterRef
 
 
-def _port(name: str, port: int, node_port: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+def _port(name: str, port: int, node_port: int | None = None, target: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "port": port, "targetPort": target or name, "protocol": "TCP"}
     if node_port is not None:
         out["nodePort"] = node_port
     return out
@@ -66,11 +66,8 @@ def metrics_service(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
 
 
 def external_services(ref: ClusterRef, spec: ClusterSpec, brokers: int) -> list[dict[str, Any]]:
-    """The bootstrap Service and one per broker ``0..brokers-1`` (empty without an external listener).
-
-    The brokers advertise one address today (their in-cluster name): external clients need the
-    broker's multi-listener support before these addresses can be advertised to them.
-    """
+    """The bootstrap Service and one per broker ``0..brokers-1`` (empty without an external listener),
+    on the brokers' EXTERNAL listener, whose advertised address is the per-broker Service's."""
     ext = spec.listeners.external
     if ext is None:
         return []
@@ -87,7 +84,7 @@ def external_services(ref: ClusterRef, spec: ClusterSpec, brokers: int) -> list[
             {
                 **common,
                 "selector": ref.selector_labels(),
-                "ports": [_port("kafka", KAFKA_PORT, base - 1 if base else None)],
+                "ports": [_port("kafka", EXTERNAL_PORT, base - 1 if base else None, "external")],
             },
             **meta,
         )
@@ -103,7 +100,7 @@ def external_services(ref: ClusterRef, spec: ClusterSpec, brokers: int) -> list[
             {
                 **common,
                 "selector": {**ref.selector_labels(), POD_NAME_LABEL: ref.pod(broker)},
-                "ports": [_port("kafka", KAFKA_PORT, node_port)],
+                "ports": [_port("kafka", EXTERNAL_PORT, node_port, "external")],
             },
             **meta,
         )

@@ -112,7 +112,10 @@ class Resources:
 
 @dataclass(kw_only=True)
 class ExternalListener:
-    """Clients outside Kubernetes: one Service per broker plus a bootstrap Service."""
+    """Clients outside Kubernetes: one Service per broker plus a bootstrap Service, on the brokers'
+    EXTERNAL listener (port 9094). Each broker advertises its own Service: NodePort, the address of
+    the node its pod runs on (status.hostIP) and its node port; LoadBalancer, its load balancer's
+    address (a broker waits for it before it starts)."""
 
     type: Literal["NodePort", "LoadBalancer"] = field("Service type of the per-broker Services")
     node_port_base: int | None = field(

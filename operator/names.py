@@ -15,6 +15,7 @@ from tidelog.operator.models import API_VERSION
 
 KAFKA_PORT = 9092
 ADMIN_PORT = 9093
+EXTERNAL_PORT = 9094  # the brokers' EXTERNAL listener (external Services target it)
 MANAGED_BY = "tidelog-operator"
 CLUSTER_LABEL = "tidelog.dev/cluster"
 COMPONENT_LABEL = "app.kubernetes.io/component"

@@ -40,7 +40,7 @@ from tidelog.operator.decisions import (
 )
 from tidelog.operator.kube import Kube, prune
 from tidelog.operator.models import BrokerStatus, ClusterSpec, ClusterStatus, RollStatus
-from tidelog.operator.names import HASH_ANNOTATION, KAFKA_PORT, MANAGED_BY, ClusterRef
+from tidelog.operator.names import COMPONENT_LABEL, EXTERNAL_PORT, HASH_ANNOTATION, KAFKA_PORT, MANAGED_BY, ClusterRef
 from tidelog.operator.topics import reconcile_topics
 
 AdminFactory = Callable[[str], AbstractAsyncContextManager[ClusterAdmin]]
@@ -93,7 +93,9 @@ class Pass:
     pods: dict[int, dict[str, Any]] = field(default_factory=dict)
     cluster: ClusterDesc | None = None
     steps: list[str] = field(default_factory=list)
-    warning: str | None = None
+    warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
+    external: dict[int, desired.ExternalAddress] = field(default_factory=dict)  # per broker, from its Service
+    external_bootstrap: desired.ExternalAddress | None = None
 
     def __post_init__(self) -> None:
         self.ref = ClusterRef.from_body(self.body)
@@ -126,8 +128,8 @@ class Pass:
                 self.cond("Ready", True, "Ready", f"{self.status.ready_replicas} brokers ready ({w.reason})")
             self.cond("Reconciling", not w.degraded, w.reason, w.message)
             self.cond("Degraded", w.degraded, w.reason if w.degraded else "AsExpected", w.message if w.degraded else "")
-        self.cond("Warning", self.warning is not None, "ScaleDownBlocked" if self.warning else "None",
-                  self.warning or "")  # fmt: skip
+        reason, message = self.warning or ("None", "")
+        self.cond("Warning", self.warning is not None, reason, message)
         await self.kube.patch_status("Cluster", self.ref.namespace, self.ref.name, status_patch(self.status))
         return Outcome(self.status, after, self.steps)
 
@@ -158,11 +160,27 @@ class Pass:
         current = self.sts["spec"]["replicas"] if self.sts else None
         plan = plan_scaling(self.spec.replicas, current, self.status.scaling, self.now)
         self.status.scaling = plan.scaling
+        # Services first: the external ones' node ports / load balancer hosts go into the ConfigMap
+        # (external.properties) before any broker that advertises them starts.
         objects = desired.desired_objects(self.ref, self.spec, plan.statefulset_replicas)
+        self.external = {}
         for obj in objects:
+            if obj["kind"] == "Service":
+                self._note_external(await self.kube.apply(obj))
+        objects = desired.desired_objects(self.ref, self.spec, plan.statefulset_replicas, self.external)
+        for obj in objects:
+            if obj["kind"] == "Service":
+                continue
             applied = await self.kube.apply(obj)
             if obj["kind"] == "StatefulSet":
                 self.sts = applied
+        pending = sorted(b for b in range(plan.statefulset_replicas) if b not in self.external)
+        if self.spec.listeners.external is not None and pending:
+            self.warning = (
+                "ExternalAddressPending",
+                f"brokers {pending}: their {self.spec.listeners.external.type} Service has no address yet; "
+                "they wait for it before they start",
+            )
         selector = f"tidelog.dev/cluster={self.ref.name},app.kubernetes.io/managed-by={MANAGED_BY}"
         await prune(
             self.kube, ns, selector, "Service", {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
@@ -172,6 +190,34 @@ class Pass:
         self.status.bootstrap_address = self.ref.bootstrap_address
         if plan.scaling and plan.scaling.phase == "Shrinking":
             await self.finish_shrink()
+
+    def _note_external(self, svc: dict[str, Any]) -> None:
+        """Remember the address of an applied external Service (node port, or load balancer host)."""
+        labels = svc["metadata"].get("labels") or {}
+        ports = svc.get("spec", {}).get("ports") or [{}]
+        ingress = (svc.get("status", {}).get("loadBalancer") or {}).get("ingress") or [{}]
+        lb_host = ingress[0].get("ip") or ingress[0].get("hostname")
+        node_port = ports[0].get("nodePort")
+        if labels.get(COMPONENT_LABEL) == "external-bootstrap":
+            self.external_bootstrap = desired.ExternalAddress(node_port, lb_host)
+            return
+        if labels.get(COMPONENT_LABEL) != "external" or "tidelog.dev/broker-id" not in labels:
+            return
+        broker = int(labels["tidelog.dev/broker-id"])
+        if svc["spec"].get("type") == "LoadBalancer":
+            if lb_host:
+                self.external[broker] = desired.ExternalAddress(host=lb_host)
+        elif node_port:
+            self.external[broker] = desired.ExternalAddress(node_port=int(node_port))
+
+    def _external_address(self, broker: int, pod: dict[str, Any] | None) -> str | None:
+        address = self.external.get(broker)
+        if address is None:
+            return None
+        if address.host is not None:
+            return f"{address.host}:{EXTERNAL_PORT}"
+        node = (pod or {}).get("status", {}).get("hostIP")
+        return f"{node}:{address.node_port}" if node else None
 
     async def brokers_ready(self) -> None:
         pods = await self.kube.list("Pod", self.ref.namespace, self.ref.selector_string)
@@ -185,13 +231,29 @@ class Pass:
         ready = sorted(i for i, p in self.pods.items() if i < want and _pod_ready(p))
         self.status.ready_replicas = len(ready)
         self.status.brokers = [
-            BrokerStatus(id=i, address=self.ref.broker_address(i), ready=i in ready) for i in range(want)
+            BrokerStatus(
+                id=i,
+                address=self.ref.broker_address(i),
+                ready=i in ready,
+                external_address=self._external_address(i, self.pods.get(i)),
+            )
+            for i in range(want)
         ]
+        self.status.external_bootstrap_address = self._external_bootstrap_address()
         if len(ready) < want:
             self._check_roll_timeout()
             replaced = await self._replace_stuck_stale_pods(want, ready)
             extra = f"; restarting stale, unready brokers {replaced}" if replaced else ""
             raise Wait("WaitingForBrokers", f"{len(ready)}/{want} brokers ready{extra}")
+
+    def _external_bootstrap_address(self) -> str | None:
+        b = self.external_bootstrap
+        if b is None or self.spec.listeners.external is None:
+            return None
+        if b.host is not None:
+            return f"{b.host}:{EXTERNAL_PORT}"
+        nodes = sorted({p["status"]["hostIP"] for p in self.pods.values() if p.get("status", {}).get("hostIP")})
+        return f"{nodes[0]}:{b.node_port}" if nodes and b.node_port else None
 
     async def _replace_stuck_stale_pods(self, want: int, ready: list[int]) -> list[int]:
         """A broker that is not Ready and runs an old template (a bad config that made it crash, say)
@@ -275,7 +337,7 @@ class Pass:
             rfs = {t.name: max((len(p.replicas) - len(p.adding) for p in t.partitions), default=0) for t in topics}
             blocker = drain_blocker(remaining, rfs)
             if blocker:
-                s.phase, s.message, self.warning = "Blocked", blocker, blocker
+                s.phase, s.message, self.warning = "Blocked", blocker, ("ScaleDownBlocked", blocker)
                 return  # nothing removed; everything else still reconciled
             holding = [b for b in s.brokers if any(b in p.replicas for t in topics for p in t.partitions)]
             moving = await admin.list_reassignments()
@@ -338,7 +400,10 @@ class Pass:
         async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
             failed = await reconcile_topics(self.kube, admin, self.ref.namespace, self.ref.name, self.now)
         if failed:
-            self.warning = self.warning or f"{failed} Topic(s) failed to reconcile (see their status)"
+            self.warning = self.warning or (
+                "TopicsFailing",
+                f"{failed} Topic(s) failed to reconcile (see their status)",
+            )
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

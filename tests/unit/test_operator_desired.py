@@ -235,6 +235,37 @@ def test_external_listener_services() -> None:
                                                                               "nodePortBase": 32766}}))  # fmt: skip
 
 
+def test_external_listener_brokers_advertise_their_own_service() -> None:
+    node_port = spec(replicas=2, listeners={"external": {"type": "NodePort"}})
+    c = container(node_port)
+    args = " ".join(c["args"])
+    assert "--listen INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094" in args
+    # The node's address from the downward API, the port from this broker's line of external.properties.
+    assert "EXTERNAL://$(HOST_IP):${file:/etc/tidelog/external.properties:broker.$(BROKER_ID).port}" in args
+    assert "inter.broker.listener.name=INTERNAL" in args
+    assert {"name": "HOST_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}} in c[
+        "env"
+    ]
+    assert {"name": "external", "containerPort": 9094, "protocol": "TCP"} in c["ports"]
+    objects = by_kind(desired.desired_objects(REF, node_port, external={0: desired.ExternalAddress(node_port=31500)}))
+    data = objects[("ConfigMap", "demo-config")]["data"]
+    assert "broker.0.port=31500\n" in data["external.properties"]
+    assert objects[("Service", "demo-1-external")]["spec"]["ports"][0]["targetPort"] == "external"
+    lb = container(spec(listeners={"external": {"type": "LoadBalancer"}}))
+    assert "EXTERNAL://${file:/etc/tidelog/external.properties:broker.$(BROKER_ID).host}:9094" in " ".join(lb["args"])
+    assert "HOST_IP" not in {e["name"] for e in lb["env"]}
+
+
+def test_external_addresses_do_not_roll_the_brokers() -> None:
+    s = spec(replicas=3, listeners={"external": {"type": "NodePort"}})
+    before = sts_of(s)["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION]
+    objects = by_kind(desired.desired_objects(REF, s, external={3: desired.ExternalAddress(node_port=31003)}))
+    after = objects[("StatefulSet", "demo")]["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION]
+    assert before == after  # a scale-up's new line in external.properties
+    plain = sts_of(spec(replicas=3))["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION]
+    assert plain != before  # turning the external listener on is a roll
+
+
 def test_metrics_service_follows_spec() -> None:
     objects = by_kind(desired.desired_objects(REF, spec(metrics={"enabled": False})))
     assert ("Service", "demo-metrics") not in objects

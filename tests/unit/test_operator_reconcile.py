@@ -284,6 +284,68 @@ def test_a_new_cluster_is_applied_then_waits_for_its_brokers_then_is_ready() -> 
     assert len(status["brokers"]) == 3
 
 
+class NodePortKube(FakeKube):
+    """Allocates node ports for NodePort Services without one, as the API server does."""
+
+    next_port = 31700
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "Service" and obj["spec"].get("type") == "NodePort":
+            old = self.objects.get(("Service", "ns", obj["metadata"]["name"]))
+            for i, port in enumerate(obj["spec"]["ports"]):
+                if "nodePort" not in port:
+                    port["nodePort"] = old["spec"]["ports"][i]["nodePort"] if old else self.next_port
+                    self.next_port += 0 if old else 1
+        return await super().apply(obj)
+
+
+def test_external_node_ports_reach_the_brokers_config_and_status() -> None:
+    kube, admin = NodePortKube(), FakeAdmin(3)
+    external = {"external": {"type": "NodePort"}}
+    run_pass(kube, admin, listeners=external)
+    lines = kube.objects[("ConfigMap", "ns", "demo-config")]["data"]["external.properties"].splitlines()
+    ports = {kube.objects[("Service", "ns", f"demo-{b}-external")]["spec"]["ports"][0]["nodePort"] for b in range(3)}
+    assert sorted(line for line in lines if line.startswith("broker.")) == sorted(
+        f"broker.{b}.port={kube.objects[('Service', 'ns', f'demo-{b}-external')]['spec']['ports'][0]['nodePort']}"
+        for b in range(3)
+    )
+    assert len(ports) == 3
+    kube.add_pods(3)
+    for i in range(3):
+        kube.objects[("Pod", "ns", f"demo-{i}")]["status"]["hostIP"] = "10.0.0.9"
+    run_pass(kube, admin, listeners=external)
+    status = kube.statuses[("Cluster", "demo")]
+    boot = kube.objects[("Service", "ns", "demo-external-bootstrap")]["spec"]["ports"][0]["nodePort"]
+    assert status["externalBootstrapAddress"] == f"10.0.0.9:{boot}"
+    assert {b["externalAddress"] for b in status["brokers"]} == {f"10.0.0.9:{p}" for p in ports}
+    assert cond(kube, "Warning")["status"] == "False"
+
+
+def test_a_load_balancer_without_an_address_is_a_warning() -> None:
+    kube, admin = FakeKube(), FakeAdmin(3)
+    run_pass(kube, admin, listeners={"external": {"type": "LoadBalancer"}})
+    warning = cond(kube, "Warning")
+    assert (warning["status"], warning["reason"]) == ("True", "ExternalAddressPending")
+    assert "brokers [0, 1, 2]" in warning["message"]
+    ingress = {"loadBalancer": {"ingress": [{"hostname": "lb-1.example"}]}}
+    kube.objects[("Service", "ns", "demo-1-external")]["status"] = ingress
+    real_apply = kube.apply
+
+    async def keep_status(obj: dict[str, Any]) -> dict[str, Any]:  # the API server keeps status on apply
+        old = kube.objects.get((obj["kind"], "ns", obj["metadata"]["name"]))
+        out = await real_apply(obj)
+        if old is not None and "status" in old:
+            out["status"] = old["status"]
+        return out
+
+    kube.apply = keep_status  # type: ignore[method-assign]
+    run_pass(kube, admin, listeners={"external": {"type": "LoadBalancer"}})
+    assert (
+        "broker.1.host=lb-1.example" in kube.objects[("ConfigMap", "ns", "demo-config")]["data"]["external.properties"]
+    )
+    assert "brokers [0, 2]" in cond(kube, "Warning")["message"]
+
+
 def test_an_invalid_spec_is_degraded_and_nothing_is_applied() -> None:
     kube, admin = FakeKube(), FakeAdmin(3)
     run_pass(kube, admin, config={"broker.id": "7"})
