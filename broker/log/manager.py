@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tidelog.broker.log import checkpoint, cleaner, retention
+from tidelog.broker.log import checkpoint, cleaner, layout, retention
 from tidelog.broker.log.config import LONG_MAX, LogConfig
 from tidelog.broker.log.files import HandleCache
 from tidelog.broker.log.io import DEFAULT_IO, FileIO
@@ -81,13 +81,20 @@ class LogManager:
         io: FileIO = DEFAULT_IO,
         topic_config: Callable[[str], LogConfig] | None = None,
         high_watermark: Callable[[TopicPartition], int] | None = None,
+        node_id: int | None = None,
     ) -> LogManager:
-        """Lock ``data_dir`` and open (recovering as needed) every log in it."""
+        """Lock ``data_dir``, check its format and owner (``layout``; ``node_id`` None: any owner),
+        and open (recovering as needed) every log in it."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self = cls(
             data_dir, default_config or LogConfig(), settings or ManagerSettings(), io, topic_config, high_watermark
         )
         self._lock()
+        try:
+            layout.check_and_stamp(data_dir, node_id, io)
+        except BaseException:
+            self._unlock()
+            raise
         recovery = checkpoint.read(data_dir / checkpoint.RECOVERY_POINT)
         starts = checkpoint.read(data_dir / checkpoint.LOG_START_OFFSET)
         self.cleaner_offsets = checkpoint.read(data_dir / checkpoint.CLEANER_OFFSET)
@@ -119,6 +126,11 @@ class LogManager:
             os.close(fd)
             raise KafkaStorageError(f"{self.data_dir} is in use by another broker (lock held)") from None
         self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def set_high_watermark_source(self, high_watermark: Callable[[TopicPartition], int]) -> None:
         """Retention never deletes at or above a partition's high watermark (replication owns it)."""
@@ -285,9 +297,7 @@ class LogManager:
             except (OSError, KafkaStorageError) as exc:
                 log.error("%s-%d: flush at shutdown failed: %s", tp[0], tp[1], exc)
         self.checkpoint()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        self._unlock()
 
 
 def _fdatasync_all(fds: list[int]) -> None:

@@ -84,7 +84,9 @@ class Broker:
             cleaner_enable=c.cleaner_enable,
         )
         started = time.monotonic()
-        self.logs = LogManager.open(c.data_dir, c.log_defaults, settings=settings, topic_config=topics.log_config)
+        self.logs = LogManager.open(
+            c.data_dir, c.log_defaults, settings=settings, topic_config=topics.log_config, node_id=c.node_id
+        )
         for topic, partition in list(self.logs.logs):
             if not self._keeps(topics, topic, partition):
                 log.warning("removing the log of %s-%d: no replica of it belongs here any more", topic, partition)
