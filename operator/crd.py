@@ -2,18 +2,25 @@
 
 Job: one function per CRD returning the object as a dict (what ``crdgen`` writes to ``crds/`` and
 what the operator can apply itself on start, since ``helm upgrade`` never updates a chart's
-``crds/``). Versions: ``v1alpha1`` is served and stored; a later version is added here as another
-entry of ``versions`` with the same schema shape (no conversion webhook while the shapes agree).
+``crds/``). Versions: ``SERVED`` lists the API versions served, ``STORAGE`` the one etcd keeps;
+all share one schema, so the API server converts between them by relabelling (conversion
+strategy None, no webhook while the shapes agree). Moving on is: add the new version to
+``SERVED``, release; make it ``STORAGE``, release; drop the old one from ``SERVED`` only once every
+stored object was rewritten and ``status.storedVersions`` no longer names it.
+e2e/tests/test_crds.py walks that path on a real API server with a made-up next version.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tidelog.operator import models
 from tidelog.operator.schema import object_schema
 
 CATEGORIES = ["tidelog"]
+SERVED: tuple[str, ...] = (models.VERSION,)
+STORAGE = models.VERSION
 
 
 def _ready(path: str = '.status.conditions[?(@.type=="Ready")]') -> list[dict[str, Any]]:
@@ -26,6 +33,7 @@ def _ready(path: str = '.status.conditions[?(@.type=="Ready")]') -> list[dict[st
 def _version(
     spec_cls: type, status_cls: type, columns: list[dict[str, Any]], subresources: dict[str, Any]
 ) -> dict[str, Any]:
+    """One version's entry (``name`` and ``storage`` filled in by ``_crd``)."""
     return {
         "name": models.VERSION,
         "served": True,
@@ -51,7 +59,19 @@ def _version(
     }
 
 
-def _crd(kind: str, plural: str, short_names: list[str], version: dict[str, Any]) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    version: dict[str, Any],
+    served: tuple[str, ...] | None = None,
+    storage: str | None = None,
+) -> dict[str, Any]:
+    served = served or SERVED
+    storage = storage or STORAGE
+    if storage not in served:
+        raise ValueError(f"storage version {storage} is not served ({', '.join(served)})")
+    versions = [{**copy.deepcopy(version), "name": name, "storage": name == storage} for name in served]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -70,12 +90,12 @@ def _crd(kind: str, plural: str, short_names: list[str], version: dict[str, Any]
                 "shortNames": short_names,
                 "categories": CATEGORIES,
             },
-            "versions": [version],
+            "versions": versions,
         },
     }
 
 
-def cluster_crd() -> dict[str, Any]:
+def cluster_crd(served: tuple[str, ...] | None = None, storage: str | None = None) -> dict[str, Any]:
     """``clusters.tidelog.dev`` (short name ``tlc``), with the scale subresource."""
     columns = [
         {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Brokers wanted"},
@@ -93,10 +113,10 @@ def cluster_crd() -> dict[str, Any]:
         },
     }
     version = _version(models.ClusterSpec, models.ClusterStatus, columns, subresources)
-    return _crd("Cluster", "clusters", ["tlc"], version)
+    return _crd("Cluster", "clusters", ["tlc"], version, served, storage)
 
 
-def topic_crd() -> dict[str, Any]:
+def topic_crd(served: tuple[str, ...] | None = None, storage: str | None = None) -> dict[str, Any]:
     """``topics.tidelog.dev`` (short name ``tlt``)."""
     columns = [
         {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterRef.name"},
@@ -105,7 +125,8 @@ def topic_crd() -> dict[str, Any]:
         {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
         *_ready(),
     ]
-    return _crd("Topic", "topics", ["tlt"], _version(models.TopicSpec, models.TopicStatus, columns, {"status": {}}))
+    version = _version(models.TopicSpec, models.TopicStatus, columns, {"status": {}})
+    return _crd("Topic", "topics", ["tlt"], version, served, storage)
 
 
 def all_crds() -> dict[str, dict[str, Any]]:

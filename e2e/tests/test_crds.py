@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 from apiserver import ApiServer, run_apiserver  # type: ignore[import-not-found]
 
-from tidelog.operator import desired, schema
+from tidelog.operator import crd, desired, schema
 from tidelog.operator.models import ClusterSpec
 from tidelog.operator.names import ClusterRef
 
@@ -53,7 +53,11 @@ class Api:
             with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:  # noqa: S310
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            raw = exc.read() or b"{}"
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:  # "404 page not found" for a version not served (yet)
+                return exc.code, {"message": raw.decode(errors="replace")}
 
     def ok(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         code, out = self.call(method, path, body, content_type)
@@ -233,3 +237,43 @@ def test_desired_objects_pass_the_api_servers_validation(api: Api, ns: str, spec
         code, out = api.call("POST", path, obj)
         assert code in (200, 201), f"{obj['kind']} {obj['metadata']['name']}: {code} {out.get('message', out)}"
         assert out["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+
+
+def test_the_crd_version_can_move_on_without_breaking_existing_resources() -> None:
+    """The path operator/crd.py describes, with a made-up next version ``v1beta9``: existing
+    v1alpha1 objects are served as both, then stored as the new one, and stay readable as the old."""
+    crds_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    with run_apiserver() as server:
+        a = Api(server)
+        a.ok("POST", crds_path, crd.cluster_crd())
+        _wait_served(a, "v1alpha1")
+        a.ok("POST", "/api/v1/namespaces", {"metadata": {"name": "up"}})
+        old = a.ok("POST", "/apis/tidelog.dev/v1alpha1/namespaces/up/clusters", _cluster("kept", replicas=5))
+        # Release N+1: the new version served, the old one still stored.
+        _replace_crd(a, crd.cluster_crd(served=("v1alpha1", "v1beta9"), storage="v1alpha1"))
+        _wait_served(a, "v1beta9")
+        as_new = a.ok("GET", "/apis/tidelog.dev/v1beta9/namespaces/up/clusters/kept")
+        assert (as_new["apiVersion"], as_new["spec"]) == ("tidelog.dev/v1beta9", old["spec"])
+        # Release N+2: the new version stored; an update through it rewrites the object.
+        _replace_crd(a, crd.cluster_crd(served=("v1alpha1", "v1beta9"), storage="v1beta9"))
+        a.ok("PATCH", "/apis/tidelog.dev/v1beta9/namespaces/up/clusters/kept", {"spec": {"replicas": 6}}, MERGE)
+        as_old = a.ok("GET", "/apis/tidelog.dev/v1alpha1/namespaces/up/clusters/kept")
+        assert (as_old["apiVersion"], as_old["spec"]["replicas"]) == ("tidelog.dev/v1alpha1", 6)
+        stored = a.ok("GET", f"{crds_path}/clusters.tidelog.dev")["status"]["storedVersions"]
+        assert set(stored) == {"v1alpha1", "v1beta9"}  # what a cleanup must check before dropping v1alpha1
+    with pytest.raises(ValueError, match="storage version v9 is not served"):
+        crd.cluster_crd(served=("v1alpha1",), storage="v9")
+
+
+def _replace_crd(a: Api, new: dict[str, Any]) -> None:
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{new['metadata']['name']}"
+    current = a.ok("GET", path)
+    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    a.ok("PUT", path, new)
+
+
+def _wait_served(a: Api, version: str) -> None:
+    deadline = time.monotonic() + 30
+    while a.call("GET", f"/apis/tidelog.dev/{version}/clusters")[0] != 200:
+        assert time.monotonic() < deadline, f"tidelog.dev/{version} not served within 30 s"
+        time.sleep(0.2)
