@@ -164,8 +164,11 @@ class Controller:
         if self.active:
             await self.reconcile()
         timeout = max(self._next_preferred - time.monotonic(), 0.05) if self.active else 1.0
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that arrives
+        # as the wake-up does, and stop() then waited for this loop forever (a broker that never exited).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=min(timeout, 5.0))
+            async with asyncio.timeout(min(timeout, 5.0)):
+                await self._wake.wait()
 
     async def reconcile(self) -> int:
         """Bring every partition to ``decide``'s answer; returns how many topics were written."""

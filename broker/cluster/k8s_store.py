@@ -318,7 +318,8 @@ class KubernetesStore(MetadataStore):
         last_ok = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: it may swallow a cancellation (3.11)
+                    await self._stopping.wait()
                 return
             started = time.monotonic()
             results = await asyncio.gather(*(self._renew(n, rv) for n, rv in list(self._own.items())))

@@ -176,7 +176,8 @@ async def _watch_once(
             timeout = max(0.0, min(view.expiry.values()) - time.time()) if view.expiry else None
             items: list[_Item] = []
             with contextlib.suppress(TimeoutError):
-                items.append(await asyncio.wait_for(queue.get(), timeout))
+                async with asyncio.timeout(timeout):  # not wait_for: it may swallow a cancellation (3.11)
+                    items.append(await queue.get())
             while not queue.empty():
                 items.append(queue.get_nowait())
             if all(not isinstance(i, BaseException) and _rv(i).isdigit() for i in items):

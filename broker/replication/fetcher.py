@@ -112,8 +112,11 @@ class LeaderFetcher:
             active = self._active()
             if not active and not self.needs_truncation:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+                # arrives as the wait completes, and the task would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._next_unpark())
+                    async with asyncio.timeout(self._next_unpark()):
+                        await self._wake.wait()
                 continue
             try:
                 conn = await self._connection()

@@ -93,3 +93,24 @@ async def test_controller_moves_when_its_session_ends() -> None:
     for store, meta in members:
         await meta.close()
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_controller_stops_even_when_woken_as_it_is_cancelled() -> None:
+    """Python 3.11's wait_for swallowed a cancellation that met a wake-up: stop() then hung for ever
+    (a drained broker in a pod was killed only by its grace period)."""
+    _store, meta = await _member(MemoryBackend())
+    await meta.register(BrokerInfo(1, "127.0.0.1", 9001))
+    controller = Controller(meta, 1, imbalance_interval_s=3600)
+    controller.start()
+    for _ in range(100):
+        if controller.active:
+            break
+        await asyncio.sleep(0.02)
+    assert controller.active
+    await asyncio.sleep(0.1)  # idle in its wait for a wake-up
+    controller.preferred_election_now()  # the wake-up completes in the same loop turn as the cancel
+    stopping = asyncio.ensure_future(controller.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert stopping in done, "Controller.stop() did not return"
+    assert not controller.active
