@@ -3,7 +3,8 @@
 helm install (the operator, watching this test's namespace) -> a 3-broker Cluster -> Ready -> a Topic
 (6 partitions, RF 3) -> its status -> librdkafka produces and consumes through the bootstrap Service
 -> a real Prometheus (on the host) scrapes the brokers and the operator; PromQL gives bytes in per
-topic and a consumer group's lag -> scale to 5: the new brokers get partitions -> back to 3: drained,
+topic and a consumer group's lag -> a client outside Kubernetes (the host, no cluster DNS) produces
+and consumes through the external NodePort listener -> scale to 5: the new brokers get partitions -> back to 3: drained,
 then removed, every acked record still readable -> delete a partition leader's pod: failover, nothing
 lost -> a config change rolls the brokers one at a time with no partition under min ISR (checked
 during the roll) -> bad manifests rejected or reported.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient as KafkaAdmin
 from e2e_kube import Kube, run_prometheus, wait_until, write_file_sd  # type: ignore[import-not-found]
 
 from tidelog.broker.admin.client import AdminClient
@@ -50,7 +52,7 @@ def cluster_manifest(replicas: int, config: dict[str, Any] | None = None) -> str
     return json.dumps({
         "apiVersion": "tidelog.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": "demo"},
         "spec": {"replicas": replicas, "version": TAG, "imagePullPolicy": "Never", "storage": {"size": "1Gi"},
-                 "config": conf},
+                 "listeners": {"external": {"type": "NodePort"}}, "config": conf},
     })  # fmt: skip
 
 
@@ -136,8 +138,9 @@ def client(kube: Kube, *args: str) -> list[str]:
     return result
 
 
-# A consumer group that reads COUNT records of TOPIC (subscribe, librdkafka), commits its positions
-# and leaves; prints each partition's committed offset and high watermark (JSON).
+# A consumer group (one member: every partition) reads COUNT records of TOPIC (subscribe, librdkafka),
+# commits its position on every partition (the low watermark where it has read nothing yet) and
+# leaves; prints each partition's committed offset and high watermark (JSON).
 COMMIT_SOME = """
 import json, sys, time
 from confluent_kafka import Consumer, TopicPartition
@@ -152,12 +155,16 @@ while read < count and time.monotonic() < deadline:
         read += 1
 if read < count:
     sys.exit(f"read only {read} of {count} records")
-consumer.commit(asynchronous=False)
 parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
+positions = consumer.position([TopicPartition(topic, p) for p in parts])
+offsets = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else marks[tp.partition][0])
+           for tp in positions]
+consumer.commit(offsets=offsets, asynchronous=False)
 committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
 consumer.close()
-print(json.dumps({"committed": {tp.partition: tp.offset for tp in committed}, "ends": ends}))
+print(json.dumps({"committed": {tp.partition: tp.offset for tp in committed},
+                  "ends": {p: high for p, (_, high) in marks.items()}}))
 """
 
 
@@ -263,12 +270,12 @@ def test_prometheus_scrapes_brokers_and_operator_bytes_in_and_lag(operator: Kube
     kube = operator
     with Step("consumer group reads 200 of 500 and commits"):
         answer = with_cluster_dns(kube, sys.executable, "-c", COMMIT_SOME, bootstrap(kube), "orders", "e2e-lag", "200")
-    committed = {int(p): o for p, o in answer["committed"].items() if o >= 0}
+    committed = {int(p): o for p, o in answer["committed"].items()}
     ends = {int(p): o for p, o in answer["ends"].items()}
+    assert set(committed) == set(ends) == set(range(6)), answer
     assert sum(committed.values()) == 200, answer
     assert sum(ends.values()) == 500, answer
-    lag = {str(p): float(ends[p] - o) for p, o in committed.items()}
-    assert sum(lag.values()) > 0, answer
+    lag = {str(p): float(ends[p] - o) for p, o in committed.items()}  # 300 in all
     # Each record's key and value: the batches' bytes can only be more.
     payload = sum(len(f"first-{i}") + len(f"value of first-{i}") for i in range(500))
     cluster = kube.get("cluster", "demo")
@@ -307,7 +314,7 @@ def test_prometheus_scrapes_brokers_and_operator_bytes_in_and_lag(operator: Kube
             assert len(got) == len(series), f"a partition's lag reported twice: {series}"
             assert got == lag, f"lag by partition: {got}, expected {lag}"
             total = prom.values('sum by (group) (tidelog_consumer_lag{topic="orders"})', "group")
-            assert total.get("e2e-lag") == sum(lag.values()), f"lag by group: {total}"
+            assert total.get("e2e-lag") == 500 - 200, f"lag by group: {total}"
             return True
 
         wait_until("consumer lag of group e2e-lag", group_lag, timeout=60, interval=1)
@@ -318,6 +325,54 @@ def test_prometheus_scrapes_brokers_and_operator_bytes_in_and_lag(operator: Kube
 
         assert wait_until("the operator's reconcile counter", reconciles, timeout=30, interval=1) > 0
     print(f"\nbytes in per topic (PromQL): {per_topic}; lag of e2e-lag by partition: {lag}")
+
+
+def _external_ready(kube: Kube, replicas: int) -> bool:
+    s = status(kube, "cluster", "demo")
+    brokers = s.get("brokers") or []
+    return (
+        bool(s.get("externalBootstrapAddress"))
+        and len(brokers) == replicas
+        and all(b.get("externalAddress") for b in brokers)
+    )
+
+
+def outside_client(*args: str) -> list[str]:
+    """kafka_cluster_client.py run on the host as an outside client: no cluster DNS, only the
+    node's address and node ports."""
+    proc = subprocess.run([sys.executable, str(CLIENT), *args], capture_output=True, text=True, timeout=240,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, f"outside client {args[:2]} failed: {proc.stderr[-2000:]}"
+    result: list[str] = json.loads(proc.stdout)
+    return result
+
+
+def test_clients_outside_kubernetes_use_the_external_listener(operator: Kube) -> None:
+    """The Cluster has an external NodePort listener: each broker advertises the node's address and
+    its own node port to clients that came in through it, in-cluster clients still get pod names."""
+    kube = operator
+    with Step("external listener (NodePort): produce 200 + consume from outside"):
+        wait_until("external addresses in the Cluster's status", lambda: _external_ready(kube, 3), timeout=120,
+                   interval=1)  # fmt: skip
+        s = status(kube, "cluster", "demo")
+        outside = s["externalBootstrapAddress"]
+        advertised = {b["externalAddress"] for b in s["brokers"]}
+        brokers = KafkaAdmin({"bootstrap.servers": outside}).list_topics(timeout=30).brokers.values()
+        assert {f"{b.host}:{b.port}" for b in brokers} == advertised
+        acked = outside_client("produce", outside, "orders", "outside", "200")
+        assert len(acked) == 200
+        ACKED.extend(acked)
+        read = outside_client("consume", outside, "orders", str(len(ACKED)))
+    assert set(read) == set(ACKED)
+    inside = KafkaAdmin({"bootstrap.servers": f"{pod_ip(kube, 0)}:9092"}).list_topics(timeout=30).brokers.values()
+    assert {f"{b.host}:{b.port}" for b in inside} == {
+        f"demo-{i}.demo-brokers.{kube.namespace}.svc:9092" for i in range(3)
+    }  # the INTERNAL listener: pod names
+    nodes = {a.rsplit(":", 1)[0] for a in advertised}
+    ports = {int(a.rsplit(":", 1)[1]) for a in advertised}
+    assert len(nodes) == 1  # one node here: every broker advertises its address, each with its own port
+    assert len(ports) == 3
+    assert all(30000 <= p <= 32767 for p in ports)
 
 
 def test_scale_up_spreads_partitions_to_the_new_brokers(operator: Kube) -> None:
