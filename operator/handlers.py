@@ -127,7 +127,8 @@ async def _sleep(delay: float, wake: asyncio.Event, stopped: kopf.DaemonStopped)
     end = loop.time() + delay
     while not stopped and not wake.is_set() and (left := end - loop.time()) > 0:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=min(left, 1.0))
+            async with asyncio.timeout(min(left, 1.0)):  # not wait_for: it may swallow a cancellation (3.11)
+                await wake.wait()
 
 
 @kopf.on.update(GROUP, VERSION, "clusters", field="spec")

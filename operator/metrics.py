@@ -25,7 +25,10 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
         self.reconciles = Counter(
-            "tidelog_operator_reconciles", "Reconciles run, by resource", LABELS, registry=registry
+            "tidelog_operator_reconciles",
+            "Reconcile passes run, by Cluster (one pass also reconciles the Cluster's Topics)",
+            LABELS,
+            registry=registry,
         )
         self.failures = Counter(
             "tidelog_operator_reconcile_failures", "Reconciles that raised an error", LABELS, registry=registry
