@@ -398,6 +398,9 @@ def test_scale_down_drains_then_removes_and_keeps_every_record(operator: Kube) -
     assert all(r <= {0, 1, 2} and len(r) == 3 for r in placement), placement
     held = replicas_per_broker(kube)
     assert not any(held.get(b) for b in (3, 4)), f"removed brokers still hold replicas: {held}"
+    # storage.deleteClaim is false (the default): the removed brokers' volumes stay.
+    claims = kube.out("get", "pvc", "data-demo-3", "data-demo-4", "-o", "name").split()
+    assert claims == ["persistentvolumeclaim/data-demo-3", "persistentvolumeclaim/data-demo-4"]
     with Step("consume every acked record after scale-down"):
         read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
     assert set(ACKED) <= set(read)
@@ -458,6 +461,27 @@ def test_bad_manifests_are_rejected_or_reported(operator: Kube) -> None:
                    == "ClusterNotFound", timeout=60)  # fmt: skip
     assert cluster_ready(kube, 3)
     assert status(kube, "topic", "orders")["partitions"] == 6
+
+
+def test_an_impossible_scale_down_is_blocked_and_harms_nothing(operator: Kube) -> None:
+    """RF 3 topics cannot live on 2 brokers: the operator refuses to drain, says why, removes nothing."""
+    kube = operator
+    with Step("scale 3 -> 2 refused (RF 3): Warning, nothing removed; back to 3"):
+        kube.run("scale", "cluster", "demo", "--replicas=2")
+        warning = wait_until(
+            "a Warning that the scale-down is blocked",
+            lambda: (c := condition(kube, "cluster", "demo", "Warning")).get("reason") == "ScaleDownBlocked" and c,
+            timeout=60,
+        )
+        assert "orders (RF 3)" in warning["message"], warning
+        assert status(kube, "cluster", "demo")["scaling"]["phase"] == "Blocked"
+        assert kube.get("statefulset", "demo")["spec"]["replicas"] == 3
+        assert kube.out("get", "pod", "demo-2", "-o", "jsonpath={.status.phase}") == "Running"
+        kube.run("scale", "cluster", "demo", "--replicas=3")
+        wait_until("Ready with 3 brokers, the Warning gone", lambda: cluster_ready(kube, 3)
+                   and condition(kube, "cluster", "demo", "Warning").get("status") == "False", timeout=60)  # fmt: skip
+    read = client(kube, "consume", bootstrap(kube), "orders", str(len(ACKED)))
+    assert set(ACKED) <= set(read)
 
 
 def test_deleting_a_topic_resource_deletes_the_topic(operator: Kube) -> None:

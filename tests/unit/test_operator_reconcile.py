@@ -453,6 +453,10 @@ def test_an_impossible_drain_warns_and_removes_nothing() -> None:
     assert warning["status"] == "True"
     assert "wide (RF 5)" in warning["message"]
     assert kube.statuses[("Cluster", "demo")]["scaling"]["phase"] == "Blocked"
+    run_pass(kube, admin, replicas=5)  # the user takes the scale-down back
+    assert kube.statuses[("Cluster", "demo")].get("scaling") is None
+    assert cond(kube, "Warning")["status"] == "False"
+    assert cond(kube, "Ready")["status"] == "True"
 
 
 def test_a_config_change_rolls_one_broker_at_a_time_controller_last_and_only_when_safe() -> None:
