@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl as ssl_
 import struct
 from collections import deque
 from collections.abc import Mapping
@@ -75,13 +76,16 @@ class BrokerConnection:
         client_id: str | None = "tidelog",
         connect_timeout: float = 10.0,
         request_timeout: float = 30.0,
+        ssl: ssl_.SSLContext | None = None,
     ) -> BrokerConnection:
-        """Connect to ``host:port`` and negotiate API versions."""
+        """Connect to ``host:port`` (over TLS with ``ssl``) and negotiate API versions."""
         try:
             async with asyncio.timeout(connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
         except TimeoutError as exc:
             raise RequestTimeoutError(f"connecting to {host}:{port} took over {connect_timeout:g}s") from exc
+        except ssl_.SSLError as exc:
+            raise BrokerConnectionError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from exc
         except OSError as exc:
             raise BrokerConnectionError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
         conn = cls(host, port, reader, writer, client_id=client_id, request_timeout=request_timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class FetchSettings:
     partition_max_bytes: int = 1024 * 1024  # replica.fetch.max.bytes
     response_max_bytes: int = 10 * 1024 * 1024  # replica.fetch.response.max.bytes
     backoff_ms: int = 1000  # replica.fetch.backoff.ms
+    ssl: ssl.SSLContext | None = None  # TLS to the leaders (an SSL inter-broker listener)
 
 
 class LeaderFetcher:
@@ -103,7 +105,11 @@ class LeaderFetcher:
             if where is None:
                 raise BrokerConnectionError(f"broker {self.leader_id} is not registered")
             self._conn = await BrokerConnection.open(
-                where[0], where[1], client_id=f"tidelog-replica-{self.settings.replica_id}", connect_timeout=5.0
+                where[0],
+                where[1],
+                client_id=f"tidelog-replica-{self.settings.replica_id}",
+                connect_timeout=5.0,
+                ssl=self.settings.ssl,
             )
         return self._conn
 

@@ -99,7 +99,10 @@ class Broker:
                 c.node_id,
                 replica_lag_time_max_ms=c.replica_lag_time_max_ms,
                 fetch=FetchSettings(
-                    c.node_id, max_wait_ms=c.replica_fetch_wait_max_ms, partition_max_bytes=c.replica_fetch_max_bytes
+                    c.node_id,
+                    max_wait_ms=c.replica_fetch_wait_max_ms,
+                    partition_max_bytes=c.replica_fetch_max_bytes,
+                    ssl=c.client_tls,
                 ),
             ),
             self.logs,
@@ -177,6 +180,9 @@ class Broker:
                 self.ctx.settings, host=advertised.host, port=advertised.port, listener=bound.name
             ),
         )
+        tls_context = self.config.server_tls.get(bound.name)
+        # TLS encrypts in user space: no sendfile there (as in Kafka); records are copied through it.
+        zero_copy = self.config.sendfile and tls_context is None
         loop = asyncio.get_running_loop()
         hosts = [bound.host]
         if bound.host == "127.0.0.1" and socket.has_ipv6:
@@ -184,7 +190,12 @@ class Broker:
         for host in hosts:
             try:
                 server = await loop.create_server(
-                    lambda: self._new_connection(ctx), host, bound.port, reuse_address=True
+                    lambda: self._new_connection(ctx, zero_copy),
+                    host,
+                    bound.port,
+                    reuse_address=True,
+                    ssl=tls_context,
+                    ssl_handshake_timeout=10.0 if tls_context is not None else None,
                 )
             except OSError as exc:
                 if host == "::1":
@@ -313,10 +324,8 @@ class Broker:
         self.metrics.group_rows = lambda: _group_rows(coordinator, self.logs)
         return coordinator
 
-    def _new_connection(self, ctx: BrokerContext) -> KafkaConnection:
-        conn = KafkaConnection(
-            ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, self.config.sendfile
-        )
+    def _new_connection(self, ctx: BrokerContext, zero_copy: bool) -> KafkaConnection:
+        conn = KafkaConnection(ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, zero_copy)
         self.connections.add(conn)
         self.metrics.observe("connections", len(self.connections))
         return conn

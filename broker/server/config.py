@@ -8,12 +8,13 @@ underscores). Unknown names are refused with a clear message.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidelog.broker.log.config import InvalidConfigError, LogConfig
-from tidelog.broker.server import config_providers
+from tidelog.broker.server import config_providers, tls
 from tidelog.broker.server.listeners import Endpoint, Listeners, build_listeners
 
 LOOPBACK = Endpoint("PLAINTEXT", "127.0.0.1", 9092)
@@ -96,6 +97,8 @@ class BrokerConfig:
     listeners: Listeners = field(
         default_factory=lambda: Listeners((LOOPBACK,), (LOOPBACK,), {"PLAINTEXT": "PLAINTEXT"}, "PLAINTEXT")
     )
+    server_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # SSL listener -> its context
+    client_tls: ssl.SSLContext | None = None  # to other brokers, when the inter-broker listener is SSL
     data_dir: Path = Path("data")
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -192,7 +195,7 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     for name, target in MINUTES.items():
         if name in props:
             props.setdefault(target, str(int(props.pop(name)) * 60_000))
-    unknown = sorted(k for k in props if k not in BROKER_KEYS and k not in LOG_DEFAULTS)
+    unknown = sorted(k for k in props if k not in BROKER_KEYS and k not in LOG_DEFAULTS and not tls.is_tls_key(k))
     if unknown:
         raise InvalidConfigError(f"unknown broker config: {', '.join(unknown)}")
     log_defaults = LogConfig.from_properties({LOG_DEFAULTS[k]: v for k, v in props.items() if k in LOG_DEFAULTS})
@@ -202,6 +205,13 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         props.get("listener.security.protocol.map"),
         props.get("inter.broker.listener.name"),
     )
+    server_tls = {
+        e.name: tls.server_context(tls.settings_for(props, e.name), e.name)
+        for e in listeners.bound
+        if listeners.protocols[e.name] == "SSL"
+    }
+    inter = listeners.inter_broker
+    client_tls = tls.client_context(tls.settings_for(props, inter), inter) if inter in server_tls else None
 
     def integer(name: str, default: int) -> int:
         try:
@@ -218,6 +228,8 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     return BrokerConfig(
         node_id=integer("node.id", integer("broker.id", 0)),
         listeners=listeners,
+        server_tls=server_tls,
+        client_tls=client_tls,
         data_dir=Path(props.get("log.dirs", props.get("log.dir", "data")).split(",")[0]),
         num_partitions=integer("num.partitions", 1),
         default_replication_factor=integer("default.replication.factor", 1),

@@ -26,6 +26,7 @@ from tidelog.broker.log.files import FileRegion
 from tidelog.broker.protocol import frames
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.wire import I32
+from tidelog.broker.server import tls
 from tidelog.broker.server.sender import Part, Sender
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.zero_copy = zero_copy
         self.sender: Sender | None = None
         self.peer = "?"
+        self.principal = "User:ANONYMOUS"  # the client's identity (its certificate's subject on TLS)
         self._buf = bytearray(SMALL)
         self._len = 0
         self._big: bytearray | None = None  # a large frame being received in place
@@ -83,6 +85,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         transport = self.transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if transport.get_extra_info("sslcontext") is not None:
+            self.principal = tls.principal(transport.get_extra_info("peercert"))
+            log.debug("TLS connection from %s as %s", self.peer, self.principal)
         transport.set_write_buffer_limits(high=8 * 1024 * 1024)
         self.sender = Sender(
             self.transport, self.zero_copy, self._update_reading, lambda s, c: self.observe("sent", (s, c))

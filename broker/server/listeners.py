@@ -7,8 +7,8 @@ tells clients of each one.
   are told, per listener; a listener left out advertises its own address (all interfaces:
   127.0.0.1, Tidelog's choice for a laptop; Kafka would use the host name).
 - ``listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT``: the protocol of each
-  name (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves by default). Only PLAINTEXT
-  is served yet: any other is refused at start with a clear message, never served in plain text.
+  name (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves by default). PLAINTEXT and
+  SSL (``tls``) are served; SASL_* is refused at start with a clear message, never served in plain text.
 - ``inter.broker.listener.name``: the listener brokers replicate over (default: the first one).
 
 A client's Metadata/FindCoordinator/DescribeCluster answer carries the addresses of the listener
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from tidelog.broker.log.config import InvalidConfigError
 
 DEFAULT_PROTOCOLS = {p: p for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -115,7 +115,7 @@ def build_listeners(
             )
         if protocol not in SERVED_PROTOCOLS:
             raise InvalidConfigError(
-                f"listener {e.name}: security protocol {protocol} is not supported yet (PLAINTEXT only); "
+                f"listener {e.name}: security protocol {protocol} is not supported yet (PLAINTEXT and SSL only); "
                 "refusing to serve it in plain text"
             )
     names = [e.name for e in bound]

@@ -98,12 +98,14 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 @contextlib.contextmanager
 def tidelog_cluster(
-    tmp: Path, size: int = 3, *extra: str, proxied: bool = False, external: bool = False
+    tmp: Path, size: int = 3, *extra: str, proxied: bool = False, external: bool = False, replication_tls: bool = False
 ) -> Iterator[TidelogCluster]:
     """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
     ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring).
     ``external``: two named listeners, INTERNAL on 127.0.0.1 (inter-broker, ``bootstrap``) and
-    EXTERNAL on 127.0.0.2 (``external_ports``, ``external_bootstrap``)."""
+    EXTERNAL on 127.0.0.2 (``external_ports``, ``external_bootstrap``).
+    ``replication_tls``: a second listener REPLICATION on 127.0.0.1 for the brokers' own traffic
+    (``extra`` names its protocol and TLS settings)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
@@ -132,6 +134,8 @@ def tidelog_cluster(
                         "--set", "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
                         "--set", "inter.broker.listener.name=INTERNAL",
                     ]  # fmt: skip
+                if replication_tls:
+                    network += ["--listen", f"PLAINTEXT://127.0.0.1:{port},REPLICATION://127.0.0.1:{free_port()}"]
                 args = [
                     *network,
                     "--node-id",
