@@ -187,6 +187,11 @@ def cluster_ready(kube: Kube, replicas: int) -> bool:
     return ready and s.get("readyReplicas") == replicas and s.get("replicas") == replicas and not s.get("scaling")
 
 
+def pod_ready(kube: Kube, broker: int) -> bool:
+    ready = kube.out("get", "pod", f"demo-{broker}", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')
+    return bool(ready == "True")
+
+
 def pod_ip(kube: Kube, broker: int) -> str:
     ip: str = kube.out("get", "pod", f"demo-{broker}", "-o", "jsonpath={.status.podIP}")
     return ip
@@ -433,7 +438,10 @@ def test_config_change_rolls_brokers_without_any_partition_under_min_isr(operato
             with contextlib.suppress(AssertionError):  # no admin API answered this instant (a pod restarting)
                 lowest_isr.append(min(len(p.isr) for p in describe_topic(kube).partitions))
             uids = {i: kube.out("get", "pod", f"demo-{i}", "-o", "jsonpath={.metadata.uid}") for i in range(3)}
-            return all(uids[i] and uids[i] != before[i] for i in range(3)) and cluster_ready(kube, 3)
+            # The pods' own Ready too: the Cluster's status may still show the last broker from before
+            # its restart until the next reconcile pass; and the roll finished in status.
+            return (all(uids[i] and uids[i] != before[i] and pod_ready(kube, i) for i in range(3))
+                    and not status(kube, "cluster", "demo").get("roll") and cluster_ready(kube, 3))  # fmt: skip
 
         wait_until("every broker restarted on the new config", rolled, timeout=600, interval=1)
     assert lowest_isr
@@ -459,7 +467,7 @@ def test_bad_manifests_are_rejected_or_reported(operator: Kube) -> None:
         kube.apply(json.dumps(orphan))
         wait_until("orphan reported", lambda: condition(kube, "topic", "orphan", "Ready").get("reason")
                    == "ClusterNotFound", timeout=60)  # fmt: skip
-    assert cluster_ready(kube, 3)
+    wait_until("the Cluster still Ready with 3 brokers", lambda: cluster_ready(kube, 3), timeout=60)
     assert status(kube, "topic", "orders")["partitions"] == 6
 
 
