@@ -84,6 +84,7 @@ class BrokerContext:
     waiters: Waiters = field(default_factory=Waiters)
     observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
     cluster: Any = None  # the ClusterMetadata of a cluster member (None on a lone broker)
+    credentials: Any = None  # the SCRAM CredentialStore (tidelog.broker.security.credentials)
 
     def leader(self, topic: str, partition: int, current_leader_epoch: int = -1) -> Replica:
         """The replica this broker leads, or the Kafka error that sends the client elsewhere

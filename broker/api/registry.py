@@ -26,6 +26,8 @@ from tidelog.broker.api import (
     offset_for_leader_epoch,
     produce,
     reassignments,
+    sasl_api,
+    scram_admin,
 )
 from tidelog.broker.api.context import Handler
 
@@ -70,6 +72,10 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(46, "ListPartitionReassignments", 0, 0, reassignments.list_ongoing),
         ApiSpec(47, "OffsetDelete", 0, 0, group_offsets.offset_delete),
         ApiSpec(60, "DescribeCluster", 0, 1, describe_cluster.handle),
+        ApiSpec(17, "SaslHandshake", 1, 1, sasl_api.handshake_not_here),
+        ApiSpec(36, "SaslAuthenticate", 0, 2, sasl_api.authenticate_not_here),
+        ApiSpec(50, "DescribeUserScramCredentials", 0, 0, scram_admin.describe),
+        ApiSpec(51, "AlterUserScramCredentials", 0, 0, scram_admin.alter),
     )
 }
 

@@ -35,6 +35,8 @@ from tidelog.broker.log.manager import LogManager, ManagerSettings
 from tidelog.broker.metrics.broker_metrics import BrokerMetrics, GroupRow
 from tidelog.broker.replication.fetcher import FetchSettings
 from tidelog.broker.replication.manager import ReplicaManager, ReplicationSettings
+from tidelog.broker.security.credentials import FileCredentials, StoreCredentials
+from tidelog.broker.security.sasl import SaslSession
 from tidelog.broker.server.config import BrokerConfig
 from tidelog.broker.server.connection import KafkaConnection
 from tidelog.broker.server.listeners import Endpoint
@@ -139,6 +141,7 @@ class Broker:
             waiters,
             observe=self.metrics.observe,
             cluster=self.meta,
+            credentials=StoreCredentials(self.store) if self.store is not None else FileCredentials(c.data_dir),
         )
         if c.metrics_port:
             self.metrics.serve(c.metrics_host, c.metrics_port)
@@ -180,6 +183,7 @@ class Broker:
                 self.ctx.settings, host=advertised.host, port=advertised.port, listener=bound.name
             ),
         )
+        mechanisms = self.config.sasl_mechanisms.get(bound.name)
         tls_context = self.config.server_tls.get(bound.name)
         # TLS encrypts in user space: no sendfile there (as in Kafka); records are copied through it.
         zero_copy = self.config.sendfile and tls_context is None
@@ -190,7 +194,7 @@ class Broker:
         for host in hosts:
             try:
                 server = await loop.create_server(
-                    lambda: self._new_connection(ctx, zero_copy),
+                    lambda: self._new_connection(ctx, zero_copy, mechanisms),
                     host,
                     bound.port,
                     reuse_address=True,
@@ -324,8 +328,19 @@ class Broker:
         self.metrics.group_rows = lambda: _group_rows(coordinator, self.logs)
         return coordinator
 
-    def _new_connection(self, ctx: BrokerContext, zero_copy: bool) -> KafkaConnection:
-        conn = KafkaConnection(ctx, self.config.socket_request_max_bytes, self._closed, self.metrics.observe, zero_copy)
+    def _new_connection(
+        self, ctx: BrokerContext, zero_copy: bool, mechanisms: tuple[str, ...] | None
+    ) -> KafkaConnection:
+        sasl = SaslSession(mechanisms, ctx.credentials) if mechanisms else None
+        conn = KafkaConnection(
+            ctx,
+            self.config.socket_request_max_bytes,
+            self._closed,
+            self.metrics.observe,
+            zero_copy,
+            sasl,
+            self.config.failed_auth_delay_ms / 1000,
+        )
         self.connections.add(conn)
         self.metrics.observe("connections", len(self.connections))
         return conn

@@ -8,16 +8,19 @@ underscores). Unknown names are refused with a clear message.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidelog.broker.log.config import InvalidConfigError, LogConfig
+from tidelog.broker.security import sasl
 from tidelog.broker.server import config_providers, tls
 from tidelog.broker.server.listeners import Endpoint, Listeners, build_listeners
 
 LOOPBACK = Endpoint("PLAINTEXT", "127.0.0.1", 9092)
+_SASL_KEY = re.compile(r"^(listener\.name\.[a-z0-9_-]+\.)?sasl\.enabled\.mechanisms$")
 
 # broker property -> topic config it sets the default of
 LOG_DEFAULTS = {
@@ -87,6 +90,7 @@ BROKER_KEYS = {
     "controlled.shutdown.enable",
     "controlled.shutdown.timeout.ms",
     "admin.listener",
+    "connection.failed.authentication.delay.ms",
 }
 
 
@@ -99,6 +103,8 @@ class BrokerConfig:
     )
     server_tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # SSL listener -> its context
     client_tls: ssl.SSLContext | None = None  # to other brokers, when the inter-broker listener is SSL
+    sasl_mechanisms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # SASL listener -> mechanisms
+    failed_auth_delay_ms: int = 100  # connection.failed.authentication.delay.ms
     data_dir: Path = Path("data")
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -186,6 +192,22 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _sasl_mechanisms(props: Mapping[str, str], listener: str) -> tuple[str, ...]:
+    """``listener.name.<l>.sasl.enabled.mechanisms`` or ``sasl.enabled.mechanisms`` (default
+    SCRAM-SHA-256,SCRAM-SHA-512: Kafka's GSSAPI default is not offered)."""
+    value = props.get(
+        f"listener.name.{listener.lower()}.sasl.enabled.mechanisms",
+        props.get("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512"),
+    )
+    mechanisms = tuple(m.strip().upper() for m in value.split(",") if m.strip())
+    unknown = [m for m in mechanisms if m not in sasl.SUPPORTED]
+    if unknown or not mechanisms:
+        raise InvalidConfigError(
+            f"listener {listener}: sasl.enabled.mechanisms={value}: supported are {', '.join(sasl.SUPPORTED)}"
+        )
+    return mechanisms
+
+
 def build(props: Mapping[str, str]) -> BrokerConfig:
     """Validate ``props`` (Kafka names) into a BrokerConfig; unknown names are INVALID_CONFIG."""
     props = dict(props)
@@ -195,7 +217,11 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     for name, target in MINUTES.items():
         if name in props:
             props.setdefault(target, str(int(props.pop(name)) * 60_000))
-    unknown = sorted(k for k in props if k not in BROKER_KEYS and k not in LOG_DEFAULTS and not tls.is_tls_key(k))
+    unknown = sorted(
+        k
+        for k in props
+        if k not in BROKER_KEYS and k not in LOG_DEFAULTS and not tls.is_tls_key(k) and not _SASL_KEY.match(k)
+    )
     if unknown:
         raise InvalidConfigError(f"unknown broker config: {', '.join(unknown)}")
     log_defaults = LogConfig.from_properties({LOG_DEFAULTS[k]: v for k, v in props.items() if k in LOG_DEFAULTS})
@@ -208,10 +234,15 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     server_tls = {
         e.name: tls.server_context(tls.settings_for(props, e.name), e.name)
         for e in listeners.bound
-        if listeners.protocols[e.name] == "SSL"
+        if listeners.protocols[e.name] in ("SSL", "SASL_SSL")
     }
     inter = listeners.inter_broker
     client_tls = tls.client_context(tls.settings_for(props, inter), inter) if inter in server_tls else None
+    sasl_listeners = {
+        e.name: _sasl_mechanisms(props, e.name)
+        for e in listeners.bound
+        if listeners.protocols[e.name].startswith("SASL_")
+    }
 
     def integer(name: str, default: int) -> int:
         try:
@@ -230,6 +261,8 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         listeners=listeners,
         server_tls=server_tls,
         client_tls=client_tls,
+        sasl_mechanisms=sasl_listeners,
+        failed_auth_delay_ms=integer("connection.failed.authentication.delay.ms", 100),
         data_dir=Path(props.get("log.dirs", props.get("log.dir", "data")).split(",")[0]),
         num_partitions=integer("num.partitions", 1),
         default_replication_factor=integer("default.replication.factor", 1),

@@ -20,16 +20,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from tidelog.broker.api import api_versions, registry
+from tidelog.broker.api import api_versions, registry, sasl_api
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.log.files import FileRegion
-from tidelog.broker.protocol import frames
+from tidelog.broker.protocol import frames, messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.wire import I32
+from tidelog.broker.security.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE, SaslSession
 from tidelog.broker.server import tls
 from tidelog.broker.server.sender import Part, Sender
 
 log = logging.getLogger(__name__)
+SASL_KEYS = (SASL_HANDSHAKE, SASL_AUTHENTICATE)
 
 SMALL = 64 * 1024
 MAX_IN_FLIGHT = 64
@@ -58,6 +60,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         on_close: Callable[[KafkaConnection], None],
         observe: Callable[[str, Any], None],
         zero_copy: bool = True,
+        sasl: SaslSession | None = None,
+        failed_auth_delay_s: float = 0.1,
     ) -> None:
         self.ctx = ctx
         self.max_request_bytes = max_request_bytes
@@ -65,6 +69,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.observe = observe
         self.transport: asyncio.Transport | None = None
         self.zero_copy = zero_copy
+        self.sasl = sasl  # a SASL listener's authentication state (None elsewhere)
+        self.failed_auth_delay_s = failed_auth_delay_s
+        self._close_after_flush = False
         self.sender: Sender | None = None
         self.peer = "?"
         self.principal = "User:ANONYMOUS"  # the client's identity (its certificate's subject on TLS)
@@ -186,6 +193,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             slot.reply, slot.done = Reply.of(api_versions.unsupported_version_body()), True
             self._pending.append(slot)
             return
+        if self.sasl is not None and (not self.sasl.allows(api_key) or api_key in SASL_KEYS):
+            self._sasl_request(api_key, version, correlation_id, frame)
+            return
         spec = registry.APIS.get(api_key)
         if spec is None or not registry.supported(api_key, version):
             what = f"API key {api_key}" if spec is None else f"{spec.name} v{version}"
@@ -223,6 +233,45 @@ class KafkaConnection(asyncio.BufferedProtocol):
         else:
             slot.reply, slot.done = typing.cast(Outcome, outcome), True
 
+    def _sasl_request(self, api_key: int, version: int, correlation_id: int, frame: memoryview) -> None:
+        """SASL on this connection: the handshake and the mechanism's rounds; anything else before
+        authentication closes the connection (as Kafka does)."""
+        assert self.sasl is not None
+        if api_key not in SASL_KEYS or not registry.supported(api_key, version):
+            log.warning("closing %s: API key %d v%d before SASL authentication", self.peer, api_key, version)
+            self.observe("error", (api_key, sasl_api.ILLEGAL_SASL_STATE))
+            self._abort()
+            return
+        try:
+            _header, body_start = frames.read_request_header(frame, frames.is_flexible(api_key, version))
+            request = messages.decode_request(api_key, version, frame[body_start:])
+        except KafkaError as exc:
+            log.warning("closing %s: bad SASL request: %s", self.peer, exc)
+            self._abort()
+            return
+        slot = _Slot(correlation_id, frames.is_flexible(api_key, version), (api_key, version))
+        self._pending.append(slot)
+        if api_key == SASL_HANDSHAKE:
+            code, mechanisms = self.sasl.handshake(str(request.mechanism))
+            slot.reply, slot.done = sasl_api.handshake_reply(version, code, mechanisms), True
+            return
+        fut = asyncio.ensure_future(self._sasl_authenticate(version, bytes(request.auth_bytes)))
+        fut.add_done_callback(functools.partial(self._finished, slot))
+        self._update_reading()
+
+    async def _sasl_authenticate(self, version: int, token: bytes) -> Outcome:
+        assert self.sasl is not None
+        answer = await self.sasl.authenticate(token)
+        if answer.failed:
+            log.warning("authentication failed: %s from %s (%s)", self.sasl.mechanism, self.peer, answer.message)
+            self.observe("error", (SASL_AUTHENTICATE, answer.error_code))
+            await asyncio.sleep(self.failed_auth_delay_s)  # connection.failed.authentication.delay.ms
+            self._close_after_flush = True
+        elif self.sasl.authenticated:
+            self.principal = self.sasl.principal
+            log.debug("%s authenticated as %s (%s)", self.peer, self.principal, self.sasl.mechanism)
+        return sasl_api.authenticate_reply(version, answer.error_code, answer.message, answer.auth_bytes)
+
     def _finished(self, slot: _Slot, fut: asyncio.Future[Outcome]) -> None:
         if fut.cancelled():
             slot.reply = None
@@ -256,6 +305,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
             out.extend(reply.parts)  # type: ignore[arg-type]
         if out:
             self.sender.send(out)
+        if self._close_after_flush and not self._pending and self.transport is not None:
+            self._closing = True
+            self.transport.close()  # after the buffered answer is written
+            return
         self._update_reading()
 
     def _update_reading(self) -> None:

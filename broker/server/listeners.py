@@ -7,8 +7,9 @@ tells clients of each one.
   are told, per listener; a listener left out advertises its own address (all interfaces:
   127.0.0.1, Tidelog's choice for a laptop; Kafka would use the host name).
 - ``listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT``: the protocol of each
-  name (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves by default). PLAINTEXT and
-  SSL (``tls``) are served; SASL_* is refused at start with a clear message, never served in plain text.
+  name (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves by default); all four are
+  served (TLS: ``tls``; SASL: ``tidelog.broker.security.sasl``), except that brokers do not yet
+  replicate over SASL: a SASL inter-broker listener is refused at start.
 - ``inter.broker.listener.name``: the listener brokers replicate over (default: the first one).
 
 A client's Metadata/FindCoordinator/DescribeCluster answer carries the addresses of the listener
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from tidelog.broker.log.config import InvalidConfigError
 
 DEFAULT_PROTOCOLS = {p: p for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL"})
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -132,4 +133,9 @@ def build_listeners(
     inter = (inter_broker or names[0]).upper()
     if inter not in names:
         raise InvalidConfigError(f"inter.broker.listener.name={inter_broker}: not in listeners ({listeners})")
+    if protocols[inter].startswith("SASL_"):
+        raise InvalidConfigError(
+            f"inter.broker.listener.name={inter}: brokers do not replicate over SASL yet; "
+            "name a PLAINTEXT or SSL listener (mutual TLS authenticates brokers)"
+        )
     return Listeners(tuple(bound), tuple(adv), {n: protocols[n] for n in names}, inter)

@@ -35,6 +35,7 @@ class TidelogCluster:
     kafka_links: dict[int, Link] = field(default_factory=dict)
     etcd_links: dict[int, Link] = field(default_factory=dict)
     external_ports: dict[int, int] = field(default_factory=dict)
+    sasl_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def external_bootstrap(self) -> str:
@@ -98,14 +99,21 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 @contextlib.contextmanager
 def tidelog_cluster(
-    tmp: Path, size: int = 3, *extra: str, proxied: bool = False, external: bool = False, replication_tls: bool = False
+    tmp: Path,
+    size: int = 3,
+    *extra: str,
+    proxied: bool = False,
+    external: bool = False,
+    replication_tls: bool = False,
+    sasl: bool = False,
 ) -> Iterator[TidelogCluster]:
     """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
     ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring).
     ``external``: two named listeners, INTERNAL on 127.0.0.1 (inter-broker, ``bootstrap``) and
     EXTERNAL on 127.0.0.2 (``external_ports``, ``external_bootstrap``).
     ``replication_tls``: a second listener REPLICATION on 127.0.0.1 for the brokers' own traffic
-    (``extra`` names its protocol and TLS settings)."""
+    (``extra`` names its protocol and TLS settings).
+    ``sasl``: a second listener SASL (SASL_PLAINTEXT, SCRAM) on 127.0.0.1 (``sasl_ports``)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
@@ -114,6 +122,7 @@ def tidelog_cluster(
         kafka_links: dict[int, Link] = {}
         etcd_links: dict[int, Link] = {}
         external_ports: dict[int, int] = {}
+        sasl_ports: dict[int, int] = {}
         try:
             for broker_id in range(1, size + 1):
                 port, metrics_port = free_port(), free_port()
@@ -133,6 +142,12 @@ def tidelog_cluster(
                         "--listen", f"INTERNAL://127.0.0.1:{port},EXTERNAL://127.0.0.2:{ext}",
                         "--set", "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
                         "--set", "inter.broker.listener.name=INTERNAL",
+                    ]  # fmt: skip
+                if sasl:
+                    sasl_ports[broker_id] = sasl_port = free_port()
+                    network += [
+                        "--listen", f"PLAINTEXT://127.0.0.1:{port},SASL://127.0.0.1:{sasl_port}",
+                        "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT",
                     ]  # fmt: skip
                 if replication_tls:
                     network += ["--listen", f"PLAINTEXT://127.0.0.1:{port},REPLICATION://127.0.0.1:{free_port()}"]
@@ -158,7 +173,9 @@ def tidelog_cluster(
             for broker_id, b in brokers.items():
                 wait_for_port(b.port, b.proc, b.log_path)
                 admin_ports[broker_id] = _admin_port(b)
-            cluster = TidelogCluster(etcd, brokers, "test", admin_ports, kafka_links, etcd_links, external_ports)
+            cluster = TidelogCluster(
+                etcd, brokers, "test", admin_ports, kafka_links, etcd_links, external_ports, sasl_ports
+            )
             try:
                 wait_until(lambda: _sees_everyone(cluster, size), 30, f"every broker seeing {size} brokers")
                 yield cluster

@@ -1,0 +1,1 @@
+"""Authentication: SASL mechanisms (SCRAM, PLAIN) and the credentials they check."""

@@ -1,0 +1,185 @@
+"""SASL through real clients: users made with Kafka's AlterUserScramCredentials (confluent-kafka's
+admin client), then SCRAM-SHA-256/512 and PLAIN with librdkafka and kafka-python over
+SASL_PLAINTEXT and SASL_SSL; wrong passwords and unknown users get SASL_AUTHENTICATION_FAILED and
+the connection closed; requests before authentication close the connection; credentials survive a
+restart and are shared by a cluster's brokers."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from certs import Pki, make_pki
+from clusterclients import produce
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError as KafkaPythonError
+from tidelogbroker import RunningBroker, free_port, tidelog_broker
+from tidelogcluster import tidelog_cluster
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _broker_args(pki: Pki, ports: dict[str, int]) -> list[str]:
+    listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
+    return [
+        "--listen", listeners,
+        "--set", "listener.security.protocol.map=PLAIN:PLAINTEXT,SASL:SASL_PLAINTEXT,SASLS:SASL_SSL",
+        "--set", "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+        "--set", f"ssl.keystore.location={pki.broker}",
+        "--set", "connection.failed.authentication.delay.ms=50",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def broker(tmp_path: Path, pki: Pki) -> Iterator[tuple[RunningBroker, dict[str, int]]]:
+    ports = {"PLAIN": free_port(), "SASL": free_port(), "SASLS": free_port()}
+    with tidelog_broker(tmp_path, *_broker_args(pki, ports), port=ports["PLAIN"]) as b:
+        yield b, ports
+
+
+def _add_user(bootstrap: str, user: str, password: str, *mechanisms: ScramMechanism) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, 8192), password.encode()) for m in mechanisms]
+    for future in admin.alter_user_scram_credentials(upserts).values():  # type: ignore[arg-type]
+        future.result(10)
+
+
+def _sasl(port: int, mechanism: str, user: str, password: str, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password, **extra}  # fmt: skip
+
+
+def _auth_errors(conf: dict[str, Any]) -> list[Any]:
+    """The errors librdkafka reports (error_cb) while it tries to connect with ``conf``."""
+    errors: list[Any] = []
+    producer = Producer({**conf, "error_cb": errors.append})
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.2)
+    return errors
+
+
+def _produce(conf: dict[str, Any], topic: str, values: list[str]) -> tuple[set[str], list[str]]:
+    return produce(
+        conf["bootstrap.servers"], topic, values, **{k: v for k, v in conf.items() if k != "bootstrap.servers"}
+    )
+
+
+def test_scram_and_plain_users_produce_and_consume(broker: tuple[RunningBroker, dict[str, int]], pki: Pki) -> None:
+    _b, ports = broker
+    plain = f"127.0.0.1:{ports['PLAIN']}"
+    _add_user(plain, "alice", "alice-secret", ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+    admin = AdminClient({"bootstrap.servers": plain})  # kept alive until the answer arrives
+    described = admin.describe_user_scram_credentials(["alice"])
+    infos = described["alice"].result(10).scram_credential_infos
+    assert sorted((i.mechanism, i.iterations) for i in infos) == [
+        (ScramMechanism.SCRAM_SHA_256, 8192), (ScramMechanism.SCRAM_SHA_512, 8192)]  # fmt: skip
+    for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"):
+        acked, errors = _produce(_sasl(ports["SASL"], mechanism, "alice", "alice-secret"), "s", [mechanism])
+        assert errors == []
+        assert acked == {mechanism}
+    # kafka-python over SASL_SSL with SCRAM-SHA-256 reads what the others wrote.
+    secret = "alice-secret"  # noqa: S105 - a test user's password
+    consumer = KafkaConsumer(
+        "s", bootstrap_servers=f"127.0.0.1:{ports['SASLS']}", security_protocol="SASL_SSL", ssl_cafile=str(pki.ca),
+        sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password=secret,
+        auto_offset_reset="earliest", consumer_timeout_ms=8000,
+    )  # fmt: skip
+    try:
+        assert sorted(m.value.decode() for m in consumer) == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+    finally:
+        consumer.close()
+    # The credentials file holds salted keys only.
+    stored = (_b.data_dir / "scram-credentials.json").read_text()
+    assert "alice-secret" not in stored
+    assert "stored_key" in stored
+
+
+@pytest.mark.parametrize(("mechanism", "user", "password"), [
+    ("SCRAM-SHA-512", "alice", "wrong"), ("SCRAM-SHA-256", "nobody", "x"), ("PLAIN", "alice", "wrong"),
+    ("PLAIN", "nobody", "x")])  # fmt: skip
+def test_wrong_passwords_and_unknown_users_are_refused(
+    broker: tuple[RunningBroker, dict[str, int]], mechanism: str, user: str, password: str
+) -> None:
+    b, ports = broker
+    _add_user(f"127.0.0.1:{ports['PLAIN']}", "alice", "alice-secret", ScramMechanism.SCRAM_SHA_512)
+    errors = _auth_errors(_sasl(ports["SASL"], mechanism, user, password))
+    assert errors, "no error reported"
+    assert errors[0].code() == KafkaError._AUTHENTICATION, errors
+    assert "Authentication failed" in errors[0].str()
+    deadline = time.monotonic() + 5
+    while "authentication failed" not in b.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = b.log_text()
+    assert f"authentication failed: {mechanism}" in log
+    assert password not in log.split("authentication failed")[-1]  # the secret is never logged
+    with pytest.raises(KafkaPythonError):
+        KafkaConsumer(bootstrap_servers=f"127.0.0.1:{ports['SASL']}", security_protocol="SASL_PLAINTEXT",
+                      sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password,
+                      request_timeout_ms=5000, api_version_auto_timeout_ms=5000).topics()  # fmt: skip
+
+
+def test_requests_before_authentication_close_the_connection(broker: tuple[RunningBroker, dict[str, int]]) -> None:
+    _b, ports = broker
+    metadata_v1 = struct.pack(">hhih", 3, 1, 7, -1) + struct.pack(">i", -1)  # all topics
+    with socket.create_connection(("127.0.0.1", ports["SASL"]), 5) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack(">i", len(metadata_v1)) + metadata_v1)
+        assert s.recv(4096) == b""  # closed, nothing answered
+    # An unsupported mechanism is UNSUPPORTED_SASL_MECHANISM (33) with the enabled list.
+    handshake = struct.pack(">hhih", 17, 1, 8, -1) + struct.pack(">h", 6) + b"GSSAPI"
+    with socket.create_connection(("127.0.0.1", ports["SASL"]), 5) as s:
+        s.settimeout(5)
+        s.sendall(struct.pack(">i", len(handshake)) + handshake)
+        answer = b""
+        while len(answer) < 4 or len(answer) < 4 + struct.unpack(">i", answer[:4])[0]:
+            chunk = s.recv(4096)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
+    assert struct.unpack(">iih", answer[:10])[1:] == (8, 33)
+    assert b"SCRAM-SHA-512" in answer
+
+
+def test_credentials_survive_a_restart_and_can_be_deleted(broker: tuple[RunningBroker, dict[str, int]]) -> None:
+    b, ports = broker
+    plain = f"127.0.0.1:{ports['PLAIN']}"
+    _add_user(plain, "carol", "c-pass", ScramMechanism.SCRAM_SHA_512)
+    assert b.stop() == 0
+    b.restart()
+    acked, errors = _produce(_sasl(ports["SASL"], "SCRAM-SHA-512", "carol", "c-pass"), "r", ["after-restart"])
+    assert errors == []
+    assert acked == {"after-restart"}
+    admin = AdminClient({"bootstrap.servers": plain})
+    deletion = UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_512)
+    admin.alter_user_scram_credentials([deletion])["carol"].result(10)
+    errors = _auth_errors(_sasl(ports["SASL"], "SCRAM-SHA-512", "carol", "c-pass"))
+    assert [e.code() for e in errors[:1]] == [KafkaError._AUTHENTICATION]
+    with pytest.raises(KafkaException):
+        admin.alter_user_scram_credentials([deletion])["carol"].result(10)  # RESOURCE_NOT_FOUND
+
+
+def test_a_cluster_shares_its_users(tmp_path: Path) -> None:
+    with tidelog_cluster(tmp_path, 3, sasl=True) as cluster:
+        _add_user(cluster.brokers[1].bootstrap, "dave", "d-pass", ScramMechanism.SCRAM_SHA_256)
+        for broker_id, port in cluster.sasl_ports.items():  # authenticate at each broker, not only the one told
+            conf = _sasl(port, "SCRAM-SHA-256", "dave", "d-pass")
+            md = AdminClient(conf).list_topics(timeout=10)
+            assert len(md.brokers) == 3, f"broker {broker_id}"
