@@ -66,8 +66,8 @@ async def alter(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     pairs = [(d.name, int(d.mechanism)) for d in request.deletions] + [
         (u.name, int(u.mechanism)) for u in request.upsertions
     ]
-    for name, mechanism in pairs:
-        if pairs.count((name, mechanism)) > 1:
+    for name, mechanism_id in pairs:
+        if pairs.count((name, mechanism_id)) > 1:
             errors.setdefault(name, (DUPLICATE_RESOURCE, "a user's mechanism may appear once per request"))
     current = await ctx.credentials.users()
     for d in request.deletions:
