@@ -160,6 +160,10 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
         16: dict(states_filter=[], types_filter=[]),
         42: dict(groups_names=[f"missing-group-{version}"]),
         47: dict(group_id="missing-group", topics=[{"name": TOPIC, "partitions": [{"partition_index": 0}]}]),
+        17: dict(mechanism="SCRAM-SHA-512"),
+        36: dict(auth_bytes=b"n,,n=nobody,r=abc"),
+        50: dict(users=[{"name": f"nobody-{version}"}]),
+        51: dict(deletions=[{"name": f"nobody-{version}", "mechanism": 2}], upsertions=[]),
     }
     return per_key[api_key]
 
@@ -167,7 +171,10 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
 # Requests that are right to fail: unknown members (25), MEMBER_ID_REQUIRED on a first join (79),
 # deleting what does not exist (69).
 # 45 on a lone broker: no other broker to move a replica to (INVALID_REPLICA_ASSIGNMENT).
-EXPECTED_ERRORS = {11: {79}, 12: {25}, 13: {25}, 14: {25}, 42: {69}, 45: {39}, 47: {69}}
+# 17 and 36 on a PLAINTEXT listener: ILLEGAL_SASL_STATE (34); 50 and 51 for a user that does not
+# exist: RESOURCE_NOT_FOUND (91).
+EXPECTED_ERRORS = {11: {79}, 12: {25}, 13: {25}, 14: {25}, 42: {69}, 45: {39}, 47: {69}, 17: {34}, 36: {34}, 50: {91},
+                   51: {91}}  # fmt: skip
 
 CASES = [
     (spec.key, v)

@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
 )
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError as KafkaPythonError
+from realkafka import run_java_tool
 from tidelogbroker import RunningBroker, free_port, tidelog_broker
 from tidelogcluster import tidelog_cluster
 
@@ -183,3 +184,46 @@ def test_a_cluster_shares_its_users(tmp_path: Path) -> None:
             conf = _sasl(port, "SCRAM-SHA-256", "dave", "d-pass")
             md = AdminClient(conf).list_topics(timeout=10)
             assert len(md.brokers) == 3, f"broker {broker_id}"
+
+
+def test_kafka_java_tools_make_a_user_and_use_it_over_sasl_ssl(
+    broker: tuple[RunningBroker, dict[str, int]], pki: Pki, tmp_path: Path
+) -> None:
+    """Kafka's own kafka-configs makes the user (AlterUserScramCredentials), its Java producer and
+    console consumer authenticate with SCRAM-SHA-512 over TLS (a PEM truststore)."""
+    _b, ports = broker
+    plain = f"127.0.0.1:{ports['PLAIN']}"
+    made = run_java_tool("kafka.admin.ConfigCommand", "--bootstrap-server", plain, "--alter", "--add-config",
+                         "SCRAM-SHA-512=[iterations=8192,password=java-secret]", "--entity-type", "users",
+                         "--entity-name", "javauser")  # fmt: skip
+    assert made.returncode == 0, made.stderr + made.stdout
+    # (kafka-configs --describe of users also asks DescribeClientQuotas: quotas are not served yet.)
+    admin = AdminClient({"bootstrap.servers": plain})
+    infos = admin.describe_user_scram_credentials(["javauser"])["javauser"].result(10).scram_credential_infos
+    assert [(i.mechanism, i.iterations) for i in infos] == [(ScramMechanism.SCRAM_SHA_512, 8192)]
+    client = tmp_path / "client.properties"
+    client.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="javauser" '
+        'password="java-secret";\n'
+        f"ssl.truststore.type=PEM\nssl.truststore.location={pki.ca}\n"
+    )
+    sasls = f"127.0.0.1:{ports['SASLS']}"
+    perf = run_java_tool("org.apache.kafka.tools.ProducerPerformance", "--topic", "java-sasl", "--num-records", "2000",
+                         "--record-size", "512", "--throughput", "-1", "--producer.config", str(client),
+                         "--producer-props", f"bootstrap.servers={sasls}")  # fmt: skip
+    assert perf.returncode == 0, perf.stderr + perf.stdout
+    assert "2000 records sent" in perf.stdout
+    consumed = run_java_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", sasls,
+                             "--topic", "java-sasl", "--from-beginning", "--max-messages", "2000",
+                             "--consumer.config", str(client), "--timeout-ms", "30000")  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr[-2000:]
+    assert len(consumed.stdout.splitlines()) == 2000
+    wrong = tmp_path / "wrong.properties"
+    wrong.write_text(client.read_text().replace('password="java-secret"', 'password="nope"'))
+    refused = run_java_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", sasls,
+                            "--topic", "java-sasl", "--from-beginning", "--max-messages", "1",
+                            "--consumer.config", str(wrong), "--timeout-ms", "15000")  # fmt: skip
+    out = refused.stderr + refused.stdout
+    assert "Processed a total of 0 messages" in out  # the console consumer exits 0 having read nothing
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in out

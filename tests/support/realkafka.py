@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tidelogbroker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FETCH_SH = ROOT / "bench" / "kafka" / "fetch.sh"
@@ -77,13 +78,6 @@ class RunningBroker:
         except OSError as exc:
             return f"(no broker log: {exc})"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kafka_libs() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,8 +17,33 @@ from pathlib import Path
 TIDELOG = Path(sys.executable).with_name("tidelog")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port below the ephemeral range: a port the OS would hand to an outgoing
+    connection (a client's, etcd's) could be taken between this call and the broker's bind (seen in
+    CI: "address already in use" on a metrics port). Never the same port twice in one test run."""
+    top = min(_ephemeral_start(), 65536) - 1
+    for _ in range(500):
+        port = random.randint(max(1025, top - 12000), top)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # a crowded range: let the OS choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
