@@ -6,6 +6,8 @@ restart and are shared by a cluster's brokers."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import struct
 import time
@@ -26,6 +28,7 @@ from confluent_kafka.admin import (
 )
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError as KafkaPythonError
+from rawkafka import body, call, header, read_frame, send_frame
 from realkafka import run_java_tool
 from tidelogbroker import RunningBroker, free_port, tidelog_broker
 from tidelogcluster import tidelog_cluster
@@ -227,3 +230,34 @@ def test_kafka_java_tools_make_a_user_and_use_it_over_sasl_ssl(
     out = refused.stderr + refused.stdout
     assert "Processed a total of 0 messages" in out  # the console consumer exits 0 having read nothing
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in out
+
+
+def test_fuzzed_sasl_exchanges_leave_the_broker_serving(broker: tuple[RunningBroker, dict[str, int]]) -> None:
+    """Random SASL tokens and frames on the SASL listener: each connection is answered or closed,
+    the broker stays up, and a real client authenticates afterwards."""
+    b, ports = broker
+    _add_user(f"127.0.0.1:{ports['PLAIN']}", "erin", "e-pass", ScramMechanism.SCRAM_SHA_256)
+    rng = random.Random(20261125)
+    for i in range(120):
+        with socket.create_connection(("127.0.0.1", ports["SASL"]), 5) as s:
+            s.settimeout(5)
+            mechanism = rng.choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+            answer = call(s, 17, 1, correlation_id=i, mechanism=mechanism)
+            assert answer.error_code.value == 0
+            for round_ in range(rng.randint(1, 3)):
+                token = rng.randbytes(rng.randint(0, 200))
+                if round_ == 0 and mechanism != "PLAIN" and rng.random() < 0.5:
+                    token = b"n,,n=erin,r=" + rng.randbytes(8).hex().encode()  # a valid first message
+                try:
+                    send_frame(s, header(36, 2, 1000 + round_, flexible=True) + body(36, 2, auth_bytes=token))
+                    if not read_frame(s):
+                        break  # closed after a failure: what must happen
+                except (ConnectionResetError, BrokenPipeError):
+                    break  # closed (reset: our next frame was unread when it closed)
+            if rng.random() < 0.3:
+                with contextlib.suppress(OSError):  # the broker may have closed already
+                    send_frame(s, rng.randbytes(rng.randint(0, 64)))  # junk after it all
+        assert b.alive(), f"broker died on connection {i}:\n{b.log_text()[-2000:]}"
+    acked, errors = _produce(_sasl(ports["SASL"], "SCRAM-SHA-256", "erin", "e-pass"), "after-fuzz", ["ok"])
+    assert errors == []
+    assert acked == {"ok"}

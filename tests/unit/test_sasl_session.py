@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tidelog.broker.security import sasl, scram
 from tidelog.broker.security.scram import Credential
 
@@ -47,3 +50,17 @@ def test_malformed_tokens_fail_as_bad_credentials() -> None:
         s.handshake(mechanism)
         answer = asyncio.run(s.authenticate(token))
         assert (answer.error_code, answer.failed, s.authenticated) == (sasl.SASL_AUTHENTICATION_FAILED, True, False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mechanism=st.sampled_from(["PLAIN", "SCRAM-SHA-256"]), tokens=st.lists(st.binary(max_size=300), max_size=4))
+def test_any_tokens_fail_cleanly_and_never_authenticate(mechanism: str, tokens: list[bytes]) -> None:
+    """Fuzzed SaslAuthenticate tokens: an answer every time (never an exception), never a success."""
+    s = sasl.SaslSession(("PLAIN", "SCRAM-SHA-256"), CREDS)
+    s.handshake(mechanism)
+    for token in tokens:
+        answer = asyncio.run(s.authenticate(token))
+        assert answer.error_code in (0, sasl.SASL_AUTHENTICATION_FAILED, sasl.ILLEGAL_SASL_STATE)
+        if answer.failed:
+            break
+    assert not s.authenticated
