@@ -29,14 +29,9 @@ from confluent_kafka import Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from certs import Pki, make_pki  # type: ignore[import-not-found]  # noqa: E402
+from harness.systems import free_port  # noqa: E402 - bench/ is on sys.path when run as a script
 
 TIDELOG = Path(sys.executable).with_name("tidelog")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -69,10 +69,9 @@ async def alter(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     for name, mechanism_id in pairs:
         if pairs.count((name, mechanism_id)) > 1:
             errors.setdefault(name, (DUPLICATE_RESOURCE, "a user's mechanism may appear once per request"))
-    current = await ctx.credentials.users()
-    for d in request.deletions:
+    for d in request.deletions:  # only the users being deleted are read, not every user
         mechanism = MECHANISM_NAMES.get(int(d.mechanism))
-        if d.name not in errors and mechanism not in current.get(d.name, {}):
+        if d.name not in errors and mechanism not in await ctx.credentials.get(d.name):
             errors[d.name] = (RESOURCE_NOT_FOUND, f"user {d.name} has no {mechanism} credential")
     for d in request.deletions:
         if d.name not in errors:
@@ -82,7 +81,9 @@ async def alter(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
             mechanism = MECHANISM_NAMES[int(u.mechanism)]
             credential = scram.salted_credential(mechanism, bytes(u.salted_password), bytes(u.salt), int(u.iterations))
             await ctx.credentials.set(u.name, mechanism, credential)
-    results = [dict(user=n, error_code=errors.get(n, (0, ""))[0], error_message=errors.get(n, (0, None))[1])
-               for n in dict.fromkeys(names)]  # fmt: skip
+    results = []
+    for name in dict.fromkeys(names):
+        code, message = errors.get(name, (0, None))
+        results.append(dict(user=name, error_code=code, error_message=message))
     response = messages.build(messages.response_type(51, header.api_version), throttle_time=0, results=results)
     return Reply.of(messages.encode_response(response))
