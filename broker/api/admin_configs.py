@@ -12,6 +12,7 @@ from tidelog.broker.log.config import InvalidConfigError
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError, for_code
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 TOPIC, BROKER = 2, 4
 SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
@@ -91,8 +92,10 @@ def describe_configs(ctx: BrokerContext, header: RequestHeader, body: memoryview
         )
         try:
             if rtype == TOPIC:
+                ctx.check_topic(Operation.DESCRIBE_CONFIGS, res.resource_name)
                 result["configs"] = _topic_entries(ctx, res.resource_name, keys)
             elif rtype == BROKER:
+                ctx.check_cluster(Operation.DESCRIBE_CONFIGS)
                 result["configs"] = _broker_entries(ctx, res.resource_name, keys)
             else:
                 raise for_code(42)(f"resource type {rtype} is not supported")
@@ -122,7 +125,10 @@ async def _alter(ctx: BrokerContext, header: RequestHeader, body: memoryview, in
             error_code=0, error_message=None, resource_type=rtype, resource_name=res.resource_name
         )
         try:
-            if rtype != TOPIC:
+            if rtype == TOPIC:
+                ctx.check_topic(Operation.ALTER_CONFIGS, res.resource_name)
+            else:
+                ctx.check_cluster(Operation.ALTER_CONFIGS)
                 raise for_code(42)("only topic configs can be altered on this broker; broker configs are static")
             info = ctx.topics.topics.get(res.resource_name)
             if info is None:

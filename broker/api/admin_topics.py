@@ -11,6 +11,7 @@ from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError, for_code
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 ZERO_ID = uuid.UUID(int=0)
 
@@ -36,6 +37,8 @@ async def create_topics(ctx: BrokerContext, header: RequestHeader, body: memoryv
             configs=[],
         )
         try:
+            if not ctx.allowed_cluster(Operation.CREATE):
+                ctx.check_topic(Operation.CREATE, topic.name)
             assignment = [list(a.broker_ids) for a in topic.assignments] if topic.assignments else None
             if assignment:
                 rf = len(assignment[0])
@@ -67,6 +70,7 @@ async def delete_topics(ctx: BrokerContext, header: RequestHeader, body: memoryv
         try:
             if name is None:
                 raise messages_error(100, f"no topic has id {topic_id}")
+            ctx.check_topic(Operation.DELETE, name)
             info = await ctx.topics.delete_topic(name)
             ctx.replicas.forget_topic(name)
             for partition in range(info.partitions):
@@ -89,6 +93,7 @@ async def create_partitions(ctx: BrokerContext, header: RequestHeader, body: mem
     results: list[dict[str, Any]] = []
     for topic in request.topics:
         try:
+            ctx.check_topic(Operation.ALTER, topic.name)
             if topic.name not in ctx.topics.topics:
                 raise UnknownTopicOrPartitionError(f"topic {topic.name!r} does not exist")
             assignment = [list(a.broker_ids) for a in topic.assignments] if topic.assignments else None

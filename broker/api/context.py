@@ -15,12 +15,14 @@ from tidelog.broker.groups.idempotence import Idempotence
 from tidelog.broker.log.log import PartitionLog
 from tidelog.broker.log.manager import LogManager
 from tidelog.broker.protocol import fetch
-from tidelog.broker.protocol.errors import UnknownTopicOrPartitionError
+from tidelog.broker.protocol.errors import UnknownTopicOrPartitionError, for_code
 from tidelog.broker.protocol.frames import RequestHeader
 from tidelog.broker.replication.manager import ReplicaManager
 from tidelog.broker.replication.replica import Replica
+from tidelog.broker.security.acl import CLUSTER_NAME, Authorizer, Operation, ResourceType
 
 Part = fetch.Part
+TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED = 29, 30, 31
 
 
 class Reply(NamedTuple):
@@ -85,6 +87,40 @@ class BrokerContext:
     observe: Callable[[str, Any], None] = field(default=lambda _name, _value: None)
     cluster: Any = None  # the ClusterMetadata of a cluster member (None on a lone broker)
     credentials: Any = None  # the SCRAM CredentialStore (tidelog.broker.security.credentials)
+    authorizer: Authorizer | None = None  # authorizer.class.name set: every API checks its operation
+    acls: Any = None  # the AclStore (tidelog.broker.security.acl_store) behind the authorizer
+    principal: str = "User:ANONYMOUS"  # this connection's client (each connection has its own context)
+    client_host: str = ""  # its IP address, as ACL hosts name it
+
+    def allowed(self, operation: Operation, resource_type: ResourceType, name: str) -> bool:
+        """May this connection's principal do ``operation`` on the resource? (Always, without an
+        authorizer.)"""
+        authorizer = self.authorizer
+        return authorizer is None or authorizer.authorize(
+            self.principal, self.client_host, operation, resource_type, name
+        )
+
+    def allowed_topic(self, operation: Operation, topic: str) -> bool:
+        authorizer = self.authorizer
+        return authorizer is None or authorizer.authorize(
+            self.principal, self.client_host, operation, ResourceType.TOPIC, topic
+        )
+
+    def check_topic(self, operation: Operation, topic: str) -> None:
+        """Raise TOPIC_AUTHORIZATION_FAILED unless ``operation`` on ``topic`` is allowed."""
+        if not self.allowed_topic(operation, topic):
+            raise for_code(TOPIC_AUTHORIZATION_FAILED)(f"{self.principal} may not {operation.name} topic {topic}")
+
+    def check_cluster(self, operation: Operation) -> None:
+        """Raise CLUSTER_AUTHORIZATION_FAILED unless ``operation`` on the cluster is allowed."""
+        if not self.allowed_cluster(operation):
+            raise for_code(CLUSTER_AUTHORIZATION_FAILED)(f"{self.principal} may not {operation.name} the cluster")
+
+    def allowed_cluster(self, operation: Operation) -> bool:
+        return self.allowed(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+    def allowed_group(self, operation: Operation, group: str) -> bool:
+        return self.allowed(operation, ResourceType.GROUP, group)
 
     def leader(self, topic: str, partition: int, current_leader_epoch: int = -1) -> Replica:
         """The replica this broker leads, or the Kafka error that sends the client elsewhere
@@ -106,4 +142,6 @@ class BrokerContext:
         or (in a cluster) while the creation is under way: callers answer LEADER_NOT_AVAILABLE."""
         if not self.settings.auto_create_topics:
             return None
+        if not (self.allowed_cluster(Operation.CREATE) or self.allowed_topic(Operation.CREATE, topic)):
+            raise for_code(TOPIC_AUTHORIZATION_FAILED)(f"{self.principal} may not create topic {topic}")
         return self.topics.auto_create(topic, self.settings.num_partitions, self.settings.default_replication_factor)

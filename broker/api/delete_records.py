@@ -8,10 +8,12 @@ from tidelog.broker.api.context import BrokerContext, Outcome, Reply
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError, OffsetOutOfRangeError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 
 def _delete(ctx: BrokerContext, topic: str, partition: int, offset: int) -> dict[str, Any]:
     try:
+        ctx.check_topic(Operation.DELETE, topic)
         replica = ctx.leader(topic, partition)
         plog = replica.log
         hw = replica.high_watermark

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tidelog.broker.api.context import BrokerContext, Outcome, Reply
-from tidelog.broker.api.metadata import brokers_and_controller
+from tidelog.broker.api.metadata import brokers_and_controller, cluster_operations
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
 
@@ -24,6 +24,10 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
         cluster_id=ctx.topics.cluster_id,
         controller_id=controller,
         brokers=[dict(broker_id=b["node_id"], host=b["host"], port=b["port"], rack=b["rack"]) for b in brokers],
-        cluster_authorized_operations=-(2**31),
+        cluster_authorized_operations=(
+            cluster_operations(ctx)
+            if messages.field_or(request, "include_cluster_authorized_operations", False)
+            else -(2**31)
+        ),
     )
     return Reply.of(messages.encode_response(response))

@@ -13,11 +13,12 @@ import asyncio
 import logging
 import time
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import TOPIC_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.log.files import FileRegion
 from tidelog.broker.protocol import fetch, messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 API_KEY = 1
 log = logging.getLogger(__name__)
@@ -29,9 +30,16 @@ def _collect(ctx: BrokerContext, request: object) -> tuple[Results, int]:
     replica_id = int(messages.field_or(request, "replica_id", -1))
     results: Results = []
     total = 0
+    follower_allowed = replica_id < 0 or ctx.allowed_cluster(Operation.CLUSTER_ACTION)
     for topic in request.topics:  # type: ignore[attr-defined]
         name = topic.topic
         answers: list[fetch.PartitionResult] = []
+        if not (ctx.allowed_topic(Operation.READ, name) if replica_id < 0 else follower_allowed):
+            denied = TOPIC_AUTHORIZATION_FAILED
+            results.append(
+                (name, [fetch.PartitionResult(int(p.partition), denied, -1, -1, -1, None) for p in topic.partitions])
+            )
+            continue
         for p in topic.partitions:
             index = int(p.partition)
             offset = int(p.fetch_offset)

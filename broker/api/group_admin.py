@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import GROUP_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.groups.codes import NOT_COORDINATOR
 from tidelog.broker.groups.group import State
 from tidelog.broker.groups.offsets_store import OFFSETS_TOPIC
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import OPERATIONS, Operation, ResourceType
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 INVALID_REQUEST = 42
@@ -28,7 +29,18 @@ def find_coordinator(ctx: BrokerContext, header: RequestHeader, body: memoryview
     key_type = int(messages.field_or(r, "key_type", GROUP_KEY))
     if key_type == GROUP_KEY:
         keys = list(r.coordinator_keys) if version >= 4 else [r.key]
-        found = [_coordinator_of(ctx, k) for k in keys]
+        found = [
+            _coordinator_of(ctx, k)
+            if ctx.allowed_group(Operation.DESCRIBE, k)
+            else dict(
+                node_id=-1,
+                host="",
+                port=-1,
+                error_code=GROUP_AUTHORIZATION_FAILED,
+                error_message=f"{ctx.principal} may not describe group {k}",
+            )
+            for k in keys
+        ]
         if version >= 4:
             coordinators = [dict(key=k, **f) for k, f in zip(keys, found, strict=True)]
             return _reply(10, version, throttle_time=0, coordinators=coordinators)
@@ -69,10 +81,13 @@ def list_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     version = header.api_version
     r = messages.decode_request(16, version, body)
     states = {s.lower() for s in (messages.field_or(r, "states_filter", ()) or ())}
+    everything = ctx.allowed_cluster(Operation.DESCRIBE)  # else only the groups it may describe
     groups = [
         dict(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type="classic")
         for g in ctx.groups.groups.values()
-        if g.state != State.DEAD and (not states or g.state.value.lower() in states)
+        if g.state != State.DEAD
+        and (not states or g.state.value.lower() in states)
+        and (everything or ctx.allowed_group(Operation.DESCRIBE, g.group_id))
     ]
     return _reply(16, version, throttle_time=0, error_code=0, groups=groups)
 
@@ -81,12 +96,14 @@ def describe_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview)
     version = header.api_version
     r = messages.decode_request(15, version, body)
     described: list[dict[str, Any]] = []
+    with_operations = bool(messages.field_or(r, "include_authorized_operations", False))
     for group_id in r.groups:
         g = ctx.groups.groups.get(group_id)
-        if not ctx.groups.owns(group_id):
+        allowed = ctx.allowed_group(Operation.DESCRIBE, group_id)
+        if not allowed or not ctx.groups.owns(group_id):
             described.append(
                 dict(
-                    error_code=NOT_COORDINATOR,
+                    error_code=NOT_COORDINATOR if allowed else GROUP_AUTHORIZATION_FAILED,
                     group_id=group_id,
                     group_state="",
                     protocol_type="",
@@ -129,14 +146,23 @@ def describe_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview)
                 protocol_type=g.protocol_type or "",
                 protocol_data=protocol,
                 members=members,
-                authorized_operations=-(2**31),
+                authorized_operations=_operations(ctx, group_id) if with_operations else -(2**31),
             )
         )
     return _reply(15, version, throttle_time=0, groups=described)
 
 
+def _operations(ctx: BrokerContext, group_id: str) -> int:
+    if ctx.authorizer is None:
+        return sum(1 << int(op) for op in OPERATIONS[ResourceType.GROUP])
+    return ctx.authorizer.operations(ctx.principal, ctx.client_host, ResourceType.GROUP, group_id)
+
+
 def delete_groups(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     version = header.api_version
     r = messages.decode_request(42, version, body)
-    results = ctx.groups.delete_groups(list(r.groups_names))
+    names = list(r.groups_names)
+    denied = [g for g in names if not ctx.allowed_group(Operation.DELETE, g)]
+    results = ctx.groups.delete_groups([g for g in names if g not in denied])
+    results.update(dict.fromkeys(denied, GROUP_AUTHORIZATION_FAILED))
     return _reply(42, version, throttle_time=0, results=[dict(group_id=g, error_code=c) for g, c in results.items()])

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import GROUP_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 
 def _reply(api_key: int, version: int, **fields: object) -> Reply:
@@ -19,6 +20,10 @@ def join_group(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> O
     r = messages.decode_request(11, version, body)
     session = messages.as_int(r.session_timeout)
     rebalance = messages.as_int(messages.field_or(r, "rebalance_timeout", r.session_timeout))
+    if not ctx.allowed_group(Operation.READ, r.group_id):
+        return _reply(11, version, throttle_time=0, error_code=GROUP_AUTHORIZATION_FAILED, generation_id=-1,
+                      protocol_type="" if version < 7 else None, protocol_name="" if version < 7 else None,
+                      leader="", skip_assignment=False, member_id=r.member_id, members=[])  # fmt: skip
 
     async def run() -> Outcome:
         result = await ctx.groups.join(
@@ -55,6 +60,9 @@ def sync_group(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> O
     version = header.api_version
     r = messages.decode_request(14, version, body)
     assignments = {a.member_id: bytes(a.assignment) for a in r.assignments}
+    if not ctx.allowed_group(Operation.READ, r.group_id):
+        return _reply(14, version, throttle_time=0, error_code=GROUP_AUTHORIZATION_FAILED, protocol_type=None,
+                      protocol_name=None, assignment=b"")  # fmt: skip
 
     async def run() -> Outcome:
         code, assignment, ptype, pname = await ctx.groups.sync(
@@ -75,6 +83,8 @@ def sync_group(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> O
 
 def heartbeat(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     r = messages.decode_request(12, header.api_version, body)
+    if not ctx.allowed_group(Operation.READ, r.group_id):
+        return _reply(12, header.api_version, throttle_time=0, error_code=GROUP_AUTHORIZATION_FAILED)
     code = ctx.groups.heartbeat(
         r.group_id, int(r.generation_id), r.member_id, messages.field_or(r, "group_instance_id", None)
     )
@@ -85,6 +95,8 @@ def leave_group(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     version = header.api_version
     r = messages.decode_request(13, version, body)
     members = [(m.member_id, m.group_instance_id) for m in r.members] if version >= 3 else [(r.member_id, None)]
+    if not ctx.allowed_group(Operation.READ, r.group_id):
+        return _reply(13, version, throttle_time=0, error_code=GROUP_AUTHORIZATION_FAILED, members=[])
     results = ctx.groups.leave(r.group_id, members)
     top = results[0][2] if version < 3 or not ctx.groups.owns(r.group_id) else 0
     return _reply(

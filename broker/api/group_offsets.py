@@ -6,12 +6,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    BrokerContext,
+    Outcome,
+    Reply,
+)
 from tidelog.broker.groups.codes import NOT_COORDINATOR
 from tidelog.broker.groups.offsets_store import OFFSETS_TOPIC
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 
 def _reply(api_key: int, version: int, **fields: object) -> Reply:
@@ -50,22 +57,23 @@ def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
         for t in r.topics
         for p in t.partitions
     }
-    unknown = {tp for tp in offsets if not ctx.topics.has_partition(*tp)}
+    if not ctx.allowed_group(Operation.READ, r.group_id):
+        results = dict.fromkeys(offsets, GROUP_AUTHORIZATION_FAILED)
+        return _reply(8, version, throttle_time=0, topics=_by_topic(results))
+    denied = {tp for tp in offsets if not ctx.allowed_topic(Operation.READ, tp[0])}
+    unknown = {tp for tp in offsets if tp not in denied and not ctx.topics.has_partition(*tp)}
     results = ctx.groups.commit(
         r.group_id,
         generation,
         r.member_id,
         messages.field_or(r, "group_instance_id", None),
-        {tp: v for tp, v in offsets.items() if tp not in unknown},
+        {tp: v for tp, v in offsets.items() if tp not in unknown and tp not in denied},
     )
     results.update(dict.fromkeys(unknown, 3))  # UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
+    results.update(dict.fromkeys(denied, TOPIC_AUTHORIZATION_FAILED))
 
     def answer() -> Reply:
-        topics: dict[str, list[dict[str, int]]] = {}
-        for (topic, partition), code in results.items():
-            topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
-        parts = [dict(name=name, partitions=p) for name, p in topics.items()]
-        return _reply(8, version, throttle_time=0, topics=parts)
+        return _reply(8, version, throttle_time=0, topics=_by_topic(results))
 
     wait = _replicated(ctx, r.group_id) if any(code == 0 for code in results.values()) else None
     if wait is None:
@@ -83,20 +91,32 @@ def offset_commit(ctx: BrokerContext, header: RequestHeader, body: memoryview) -
     return asyncio.ensure_future(replicated())
 
 
+def _by_topic(results: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+    topics: dict[str, list[dict[str, int]]] = {}
+    for (topic, partition), code in results.items():
+        topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
+    return [dict(name=name, partitions=p) for name, p in topics.items()]
+
+
 def _fetch_group(ctx: BrokerContext, group_id: str, topics: Any) -> list[dict[str, Any]]:
+    """Committed offsets; topics the principal may not describe are answered TOPIC_AUTHORIZATION_FAILED
+    when named, and left out when all are asked for."""
     wanted = None if topics is None else [(t.name, int(p)) for t in topics for p in t.partition_indexes]
     committed = ctx.groups.committed(group_id, wanted)
     keys = wanted if wanted is not None else sorted(committed)
     out: dict[str, list[dict[str, Any]]] = {}
     for topic, partition in keys:
-        entry = committed.get((topic, partition))
+        allowed = ctx.allowed_topic(Operation.DESCRIBE, topic)
+        if not allowed and wanted is None:
+            continue
+        entry = committed.get((topic, partition)) if allowed else None
         out.setdefault(topic, []).append(
             dict(
                 partition_index=partition,
                 committed_offset=entry.offset if entry else -1,
                 committed_leader_epoch=entry.leader_epoch if entry else -1,
                 metadata=entry.metadata if entry else "",
-                error_code=0,
+                error_code=0 if allowed else TOPIC_AUTHORIZATION_FAILED,
             )
         )
     return [dict(name=name, partitions=parts) for name, parts in out.items()]
@@ -107,6 +127,8 @@ def offset_fetch(ctx: BrokerContext, header: RequestHeader, body: memoryview) ->
     r = messages.decode_request(9, version, body)
 
     def error_for(group_id: str) -> int:
+        if not ctx.allowed_group(Operation.DESCRIBE, group_id):
+            return GROUP_AUTHORIZATION_FAILED
         return 0 if ctx.groups.owns(group_id) else NOT_COORDINATOR
 
     if version >= 8:
@@ -119,15 +141,19 @@ def offset_fetch(ctx: BrokerContext, header: RequestHeader, body: memoryview) ->
             for g in r.groups
         ]
         return _reply(9, version, throttle_time=0, groups=groups)
-    if error_for(r.group_id):
-        return _reply(9, version, throttle_time=0, topics=[], error_code=NOT_COORDINATOR)
+    if code := error_for(r.group_id):
+        return _reply(9, version, throttle_time=0, topics=[], error_code=code)
     return _reply(9, version, throttle_time=0, topics=_fetch_group(ctx, r.group_id, r.topics), error_code=0)
 
 
 def offset_delete(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome:
     r = messages.decode_request(47, header.api_version, body)
     tps = [(t.name, int(p.partition_index)) for t in r.topics for p in t.partitions]
-    code, results = ctx.groups.delete_offsets(r.group_id, tps)
+    if not ctx.allowed_group(Operation.DELETE, r.group_id):
+        return _reply(47, header.api_version, error_code=GROUP_AUTHORIZATION_FAILED, throttle_time=0, topics=[])
+    denied = [tp for tp in tps if not ctx.allowed_topic(Operation.READ, tp[0])]
+    code, results = ctx.groups.delete_offsets(r.group_id, [tp for tp in tps if tp not in denied])
+    results.update(dict.fromkeys(denied, TOPIC_AUTHORIZATION_FAILED))
     topics: dict[str, list[dict[str, int]]] = {}
     for (topic, partition), c in results.items():
         topics.setdefault(topic, []).append(dict(partition_index=partition, error_code=c))

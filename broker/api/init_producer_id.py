@@ -13,15 +13,20 @@ from tidelog.broker.cluster.store import StoreError
 from tidelog.broker.groups.producer_ids import BLOCK
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 API_KEY = 22
 INVALID_REQUEST = 42
 COORDINATOR_NOT_AVAILABLE = 15
+CLUSTER_AUTHORIZATION_FAILED = 31
 
 
 def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outcome | asyncio.Future[Outcome]:
     request = messages.decode_request(API_KEY, header.api_version, body)
+    if request.transactional_id is None and not _may_write_idempotently(ctx):
+        log.info("InitProducerId refused: %s may neither IDEMPOTENT_WRITE the cluster nor write a topic", ctx.principal)
+        return _reply(header, CLUSTER_AUTHORIZATION_FAILED, -1, -1)
     if ctx.cluster is not None and ctx.producers.ids.needs_block() and request.transactional_id is None:
         return asyncio.ensure_future(_with_new_block(ctx, header, request))
     return _answer(ctx, header, request)
@@ -36,6 +41,16 @@ async def _with_new_block(ctx: BrokerContext, header: RequestHeader, request: An
     if ctx.producers.ids.needs_block():  # another request may have fetched one meanwhile
         ctx.producers.ids.add_block(start)
     return _answer(ctx, header, request)
+
+
+def _may_write_idempotently(ctx: BrokerContext) -> bool:
+    """IDEMPOTENT_WRITE on the cluster, or WRITE on any topic (KIP-679, as Kafka 3+ decides)."""
+    authorizer = ctx.authorizer
+    return (
+        authorizer is None
+        or ctx.allowed_cluster(Operation.IDEMPOTENT_WRITE)
+        or authorizer.authorize_any(ctx.principal, ctx.client_host, Operation.WRITE, ResourceType.TOPIC)
+    )
 
 
 def _reply(header: RequestHeader, error: int, producer_id: int, epoch: int) -> Reply:

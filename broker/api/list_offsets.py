@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import TOPIC_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 API_KEY = 2
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
 def _lookup(ctx: BrokerContext, topic: str, partition: int, timestamp: int, epoch: int) -> dict[str, Any]:
+    if not ctx.allowed_topic(Operation.DESCRIBE, topic):
+        return dict(partition_index=partition, error_code=TOPIC_AUTHORIZATION_FAILED, timestamp=-1, offset=-1,
+                    leader_epoch=-1)  # fmt: skip
     try:
         replica = ctx.leader(topic, partition, epoch)
     except KafkaError as exc:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import TOPIC_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.cluster.topics import TopicInfo
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError, for_code
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import CLUSTER_NAME, OPERATIONS, Operation, ResourceType
 
 API_KEY = 3
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
@@ -63,15 +64,29 @@ def _leader_error(meta: Any, leader: int, listener: str) -> int:
     return 0
 
 
-def _topic(ctx: BrokerContext, info: TopicInfo) -> dict[str, Any]:
+def _topic(ctx: BrokerContext, info: TopicInfo, operations: bool) -> dict[str, Any]:
     return dict(
         error_code=0,
         name=info.name,
         topic_id=info.topic_id,
         is_internal=info.name.startswith("__"),
         partitions=_partitions(ctx, info),
-        topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+        topic_authorized_operations=_operations(ctx, ResourceType.TOPIC, info.name)
+        if operations
+        else AUTHORIZED_OPERATIONS_OMITTED,
     )
+
+
+def cluster_operations(ctx: BrokerContext) -> int:
+    return _operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+
+
+def _operations(ctx: BrokerContext, resource_type: ResourceType, name: str) -> int:
+    """Kafka's authorized-operations bitfield for this connection's principal (every operation of
+    the resource type when no authorizer is on)."""
+    if ctx.authorizer is None:
+        return sum(1 << int(op) for op in OPERATIONS[resource_type])
+    return ctx.authorizer.operations(ctx.principal, ctx.client_host, resource_type, name)
 
 
 def brokers_and_controller(ctx: BrokerContext) -> tuple[list[dict[str, Any]], int]:
@@ -104,12 +119,21 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
     request = messages.decode_request(API_KEY, version, body)
     requested = request.topics
     allow_create = bool(messages.field_or(request, "allow_auto_topic_creation", True))
+    operations = bool(messages.field_or(request, "include_topic_authorized_operations", False))
     topics: list[dict[str, Any]] = []
     if requested is None or (version == 0 and not requested):  # v0: an empty list meant "all"
-        topics = [_topic(ctx, info) for info in ctx.topics.topics.values()]
+        # Topics the principal may not describe are left out, as if they did not exist.
+        topics = [
+            _topic(ctx, info, operations)
+            for info in ctx.topics.topics.values()
+            if ctx.allowed_topic(Operation.DESCRIBE, info.name)
+        ]
     else:
         for wanted in requested:
             name = wanted.name
+            if name is not None and not ctx.allowed_topic(Operation.DESCRIBE, name):
+                topics.append(_missing(name, for_code(TOPIC_AUTHORIZATION_FAILED)()))
+                continue
             info = ctx.topics.topics.get(name) if name is not None else None
             if info is None and name is not None and allow_create:
                 try:
@@ -123,7 +147,7 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
             if info is None:
                 topics.append(_missing(name or "", UnknownTopicOrPartitionError()))
             else:
-                topics.append(_topic(ctx, info))
+                topics.append(_topic(ctx, info, operations))
     brokers, controller = brokers_and_controller(ctx)
     response = messages.build(
         messages.response_type(API_KEY, version),
@@ -132,6 +156,10 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
         cluster_id=ctx.topics.cluster_id,
         controller_id=controller,
         topics=topics,
-        cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
+        cluster_authorized_operations=(
+            cluster_operations(ctx)
+            if messages.field_or(request, "include_cluster_authorized_operations", False)
+            else AUTHORIZED_OPERATIONS_OMITTED
+        ),
     )
     return Reply.of(messages.encode_response(response))

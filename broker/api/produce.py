@@ -13,11 +13,12 @@ import asyncio
 import logging
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import TOPIC_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.protocol import batch as rb
 from tidelog.broker.protocol import codecs, produce
 from tidelog.broker.protocol.errors import KafkaError, UnknownTopicOrPartitionError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,17 @@ def handle(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Outco
         refuse = (UNSUPPORTED_VERSION, "Produce v0-2 (message formats v0/v1) is not supported; use v3+")
     elif request.acks not in (0, 1, -1):
         refuse = (INVALID_REQUIRED_ACKS, f"acks={request.acks}: must be 0, 1 or -1")
-    elif request.transactional_id is not None:
+    elif request.transactional_id is not None:  # (before its authorization: transactions are not served)
         refuse = (INVALID_TXN_STATE, "transactions are not supported by this broker yet")
     for topic in request.topics:
         answers: list[produce.PartitionResponse] = []
-        if refuse is None and topic.name not in ctx.topics.topics:
+        if refuse is None and not ctx.allowed_topic(Operation.WRITE, topic.name):
+            denied = f"{ctx.principal} may not write to topic {topic.name}"
+            answers = [
+                produce.PartitionResponse(p.partition, TOPIC_AUTHORIZATION_FAILED, error_message=denied)
+                for p in topic.partitions
+            ]
+        elif refuse is None and topic.name not in ctx.topics.topics:
             try:
                 if ctx.auto_create(topic.name) is None:
                     raise UnknownTopicOrPartitionError(f"topic {topic.name!r} does not exist")

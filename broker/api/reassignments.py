@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidelog.broker.api.context import BrokerContext, Outcome, Reply
+from tidelog.broker.api.context import CLUSTER_AUTHORIZATION_FAILED, BrokerContext, Outcome, Reply
 from tidelog.broker.cluster.catalog import ClusterCatalog
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.frames import RequestHeader
+from tidelog.broker.security.acl import Operation
 
 INVALID_REPLICA_ASSIGNMENT = 39
 INVALID_REPLICATION_FACTOR = 38
@@ -41,6 +42,11 @@ async def alter(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     request = messages.decode_request(45, header.api_version, body)
     rf_change = bool(messages.field_or(request, "allow_replication_factor_change", True))
     responses: list[dict[str, Any]] = []
+    if not ctx.allowed_cluster(Operation.ALTER):
+        response = messages.build(messages.response_type(45, header.api_version), throttle_time=0,
+                                  allow_replication_factor_change=rf_change, error_code=CLUSTER_AUTHORIZATION_FAILED,
+                                  error_message=f"{ctx.principal} may not ALTER the cluster", responses=[])  # fmt: skip
+        return Reply.of(messages.encode_response(response))
     for t in request.topics:
         partitions = []
         for p in t.partitions:
@@ -64,6 +70,11 @@ def list_ongoing(ctx: BrokerContext, header: RequestHeader, body: memoryview) ->
     wanted = {t.name: {int(i) for i in t.partition_indexes} for t in request.topics} if request.topics else None
     topics: list[dict[str, Any]] = []
     meta = ctx.cluster
+    if not ctx.allowed_cluster(Operation.DESCRIBE):
+        response = messages.build(messages.response_type(46, header.api_version), throttle_time=0,
+                                  error_code=CLUSTER_AUTHORIZATION_FAILED,
+                                  error_message=f"{ctx.principal} may not DESCRIBE the cluster", topics=[])  # fmt: skip
+        return Reply.of(messages.encode_response(response))
     for name, state in sorted(meta.topics.items()) if meta is not None else []:
         if wanted is not None and name not in wanted:
             continue

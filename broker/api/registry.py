@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tidelog.broker.api import (
+    acls,
     admin_configs,
     admin_topics,
     api_versions,
@@ -74,6 +75,9 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(60, "DescribeCluster", 0, 1, describe_cluster.handle),
         ApiSpec(17, "SaslHandshake", 1, 1, sasl_api.handshake_not_here),
         ApiSpec(36, "SaslAuthenticate", 0, 2, sasl_api.authenticate_not_here),
+        ApiSpec(29, "DescribeAcls", 1, 3, acls.describe),
+        ApiSpec(30, "CreateAcls", 1, 3, acls.create),
+        ApiSpec(31, "DeleteAcls", 1, 3, acls.delete),
         ApiSpec(50, "DescribeUserScramCredentials", 0, 0, scram_admin.describe),
         ApiSpec(51, "AlterUserScramCredentials", 0, 0, scram_admin.alter),
     )

@@ -1,8 +1,8 @@
 """DescribeUserScramCredentials (50) and AlterUserScramCredentials (51): SCRAM users, as Kafka's
 ``kafka-configs --alter --add-config 'SCRAM-SHA-512=[password=...]' --entity-type users`` and the
 admin clients manage them. Upserts arrive salted (the client sends salt, iterations and
-SaltedPassword); the broker keeps only StoredKey and ServerKey. Anyone who reaches the broker may
-call them until ACLs exist (the security issue's next part)."""
+SaltedPassword); the broker keeps only StoredKey and ServerKey. Describing needs DESCRIBE on the cluster,
+altering ALTER (CLUSTER_AUTHORIZATION_FAILED otherwise), when an authorizer is on."""
 
 from __future__ import annotations
 
@@ -12,13 +12,25 @@ from tidelog.broker.api.context import BrokerContext, Reply
 from tidelog.broker.protocol import messages
 from tidelog.broker.protocol.frames import RequestHeader
 from tidelog.broker.security import scram
+from tidelog.broker.security.acl import Operation
 
+CLUSTER_AUTHORIZATION_FAILED = 31
 UNSUPPORTED_SASL_MECHANISM, RESOURCE_NOT_FOUND, DUPLICATE_RESOURCE, UNACCEPTABLE_CREDENTIAL = 33, 91, 92, 93
 MECHANISM_NAMES = {v: k for k, v in scram.MECHANISM_IDS.items()}
 
 
 async def describe(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> Reply:
     request = messages.decode_request(50, header.api_version, body)
+    if not ctx.allowed_cluster(Operation.DESCRIBE):
+        denied = f"{ctx.principal} may not DESCRIBE the cluster"
+        response = messages.build(
+            messages.response_type(50, header.api_version),
+            throttle_time=0,
+            error_code=CLUSTER_AUTHORIZATION_FAILED,
+            error_message=denied,
+            results=[],
+        )
+        return Reply.of(messages.encode_response(response))
     users = await ctx.credentials.users()
     wanted = [u.name for u in request.users] if request.users is not None else sorted(users)
     results: list[dict[str, Any]] = []
@@ -53,6 +65,8 @@ async def alter(ctx: BrokerContext, header: RequestHeader, body: memoryview) -> 
     request = messages.decode_request(51, header.api_version, body)
     names = [d.name for d in request.deletions] + [u.name for u in request.upsertions]
     errors: dict[str, tuple[int, str]] = {}
+    if not ctx.allowed_cluster(Operation.ALTER):
+        errors = dict.fromkeys(names, (CLUSTER_AUTHORIZATION_FAILED, f"{ctx.principal} may not ALTER the cluster"))
     for d in request.deletions:
         problem = _check(int(d.mechanism), None)
         if problem:

@@ -73,9 +73,19 @@ class ClusterMetadata:
         self._registration: BrokerInfo | None = None  # ours, put again when the session is lost
         self._reregistering: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        # other keys mirrored for other owners (ACLs): prefix -> (key -> value, called after a change)
+        self._mirrors: dict[str, tuple[dict[str, bytes], Callable[[dict[str, bytes]], None]]] = {}
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def mirror(self, prefix: str, changed: Callable[[dict[str, bytes]], None]) -> dict[str, bytes]:
+        """Keep every key under ``prefix`` (not topics, brokers or the controller) in a dictionary
+        from this watch, and call ``changed`` with it after each batch that touched one. Register
+        before ``start``: the first listing fills it."""
+        values: dict[str, bytes] = {}
+        self._mirrors[prefix] = (values, changed)
+        return values
 
     async def start(self) -> None:
         await self._ensure_cluster_id()
@@ -119,6 +129,11 @@ class ClusterMetadata:
             self.topics.clear()
             self.controller = None
             self.versions.clear()
+            mirrored = set(self._mirrors)
+            for values, _changed in self._mirrors.values():
+                values.clear()
+        else:
+            mirrored = set()
         for event in batch.events:
             key = event.key
             if event.kind is EventKind.PUT and event.entry is not None:
@@ -135,9 +150,17 @@ class ClusterMetadata:
                 brokers = True
             elif key == CONTROLLER:
                 controller = True
+            else:
+                mirrored.update(p for p in self._mirrors if key.startswith(p))
         self._synced.set()
         if topics or brokers or controller:
             self._notify(Change(frozenset(topics), brokers, controller))
+        for prefix in mirrored:
+            values, changed = self._mirrors[prefix]
+            try:
+                changed(values)
+            except Exception:
+                log.exception("metadata mirror of %s failed", prefix)
 
     def _put(self, entry: Entry) -> None:
         self.versions[entry.key] = entry.version
@@ -150,6 +173,10 @@ class ClusterMetadata:
             self.brokers[info.broker_id] = info
         elif key == CONTROLLER:
             self.controller = ControllerInfo.decode(entry.value)
+        else:
+            for prefix, (values, _changed) in self._mirrors.items():
+                if key.startswith(prefix):
+                    values[key] = entry.value
 
     def _remove(self, key: str) -> None:
         if key.startswith(TOPICS):
@@ -159,6 +186,10 @@ class ClusterMetadata:
                 self.brokers.pop(int(key[len(BROKERS) :]), None)
         elif key == CONTROLLER:
             self.controller = None
+        else:
+            for prefix, (values, _changed) in self._mirrors.items():
+                if key.startswith(prefix):
+                    values.pop(key, None)
 
     def _notify(self, change: Change) -> None:
         for listener in list(self._listeners):
@@ -175,6 +206,22 @@ class ClusterMetadata:
         self._put(entry)
         if entry.key.startswith(TOPICS):
             self._notify(Change(frozenset({entry.key[len(TOPICS) :]}), False, False))
+        self._mirrored(entry.key)
+
+    def written(self, entry: Entry) -> None:
+        """A write of a mirrored key by this broker: seen at once (the watch confirms it later)."""
+        self._written(entry)
+
+    def deleted(self, key: str) -> None:
+        """A delete of a mirrored key by this broker: seen at once."""
+        self.versions.pop(key, None)
+        self._remove(key)
+        self._mirrored(key)
+
+    def _mirrored(self, key: str) -> None:
+        for prefix, (values, changed) in self._mirrors.items():
+            if key.startswith(prefix):
+                changed(values)
 
     # --- writes -------------------------------------------------------------------------------
 

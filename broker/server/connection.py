@@ -12,6 +12,7 @@ high-water mark or too many requests are in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -95,6 +96,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.principal = tls.principal(transport.get_extra_info("peercert"))
             log.debug("TLS connection from %s as %s", self.peer, self.principal)
+        # This connection's own context: the handlers authorize its principal from its address.
+        self.ctx = dataclasses.replace(self.ctx, principal=self.principal, client_host=peer[0] if peer else "")
         transport.set_write_buffer_limits(high=8 * 1024 * 1024)
         self.sender = Sender(
             self.transport, self.zero_copy, self._update_reading, lambda s, c: self.observe("sent", (s, c))
@@ -268,7 +271,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             await asyncio.sleep(self.failed_auth_delay_s)  # connection.failed.authentication.delay.ms
             self._close_after_flush = True
         elif self.sasl.authenticated:
-            self.principal = self.sasl.principal
+            self.principal = self.ctx.principal = self.sasl.principal
             log.debug("%s authenticated as %s (%s)", self.peer, self.principal, self.sasl.mechanism)
         return sasl_api.authenticate_reply(version, answer.error_code, answer.message, answer.auth_bytes)
 

@@ -162,6 +162,41 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
         47: dict(group_id="missing-group", topics=[{"name": TOPIC, "partitions": [{"partition_index": 0}]}]),
         17: dict(mechanism="SCRAM-SHA-512"),
         36: dict(auth_bytes=b"n,,n=nobody,r=abc"),
+        29: dict(
+            resource_type_filter=2,
+            resource_name_filter=None,
+            pattern_type_filter=1,
+            principal_filter=None,
+            host_filter=None,
+            operation=1,
+            permission_type=1,
+        ),
+        30: dict(
+            creations=[
+                {
+                    "resource_type": 2,
+                    "resource_name": TOPIC,
+                    "resource_pattern_type": 3,
+                    "principal": "User:a",
+                    "host": "*",
+                    "operation": 3,
+                    "permission_type": 3,
+                }
+            ]
+        ),
+        31: dict(
+            filters=[
+                {
+                    "resource_type_filter": 2,
+                    "resource_name_filter": TOPIC,
+                    "pattern_type_filter": 3,
+                    "principal_filter": None,
+                    "host_filter": None,
+                    "operation": 1,
+                    "permission_type": 1,
+                }
+            ]
+        ),
         50: dict(users=[{"name": f"nobody-{version}"}]),
         51: dict(deletions=[{"name": f"nobody-{version}", "mechanism": 2}], upsertions=[]),
     }
@@ -172,9 +207,9 @@ def fields_for(api_key: int, version: int) -> dict[str, Any]:
 # deleting what does not exist (69).
 # 45 on a lone broker: no other broker to move a replica to (INVALID_REPLICA_ASSIGNMENT).
 # 17 and 36 on a PLAINTEXT listener: ILLEGAL_SASL_STATE (34); 50 and 51 for a user that does not
-# exist: RESOURCE_NOT_FOUND (91).
+# exist: RESOURCE_NOT_FOUND (91). 29-31 without an authorizer: SECURITY_DISABLED (54).
 EXPECTED_ERRORS = {11: {79}, 12: {25}, 13: {25}, 14: {25}, 42: {69}, 45: {39}, 47: {69}, 17: {34}, 36: {34}, 50: {91},
-                   51: {91}}  # fmt: skip
+                   51: {91}, 29: {54}, 30: {54}, 31: {54}}  # fmt: skip
 
 CASES = [
     (spec.key, v)
