@@ -1,4 +1,4 @@
-"""The CustomResourceDefinitions of ``Cluster`` and ``Topic``, built from the models.
+"""The CustomResourceDefinitions of ``Cluster``, ``Topic`` and ``User``, built from the models.
 
 Job: one function per CRD returning the object as a dict (what ``crdgen`` writes to ``crds/`` and
 what the operator can apply itself on start, since ``helm upgrade`` never updates a chart's
@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tidelog.operator import models
+from tidelog.operator import models, user_models
 from tidelog.operator.schema import object_schema
 
 CATEGORIES = ["tidelog"]
@@ -129,6 +129,19 @@ def topic_crd(served: tuple[str, ...] | None = None, storage: str | None = None)
     return _crd("Topic", "topics", ["tlt"], version, served, storage)
 
 
+def user_crd(served: tuple[str, ...] | None = None, storage: str | None = None) -> dict[str, Any]:
+    """``users.tidelog.dev`` (short name ``tlu``)."""
+    columns = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterRef.name"},
+        {"name": "Authentication", "type": "string", "jsonPath": ".spec.authentication.type"},
+        {"name": "ACLs", "type": "integer", "jsonPath": ".status.acls"},
+        *_ready(),
+        {"name": "Secret", "type": "string", "jsonPath": ".status.secret", "priority": 1},
+    ]
+    version = _version(user_models.UserSpec, user_models.UserStatus, columns, {"status": {}})
+    return _crd("User", "users", ["tlu"], version, served, storage)
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD, in the order they are written."""
-    return {"cluster.yaml": cluster_crd(), "topic.yaml": topic_crd()}
+    return {"cluster.yaml": cluster_crd(), "topic.yaml": topic_crd(), "user.yaml": user_crd()}

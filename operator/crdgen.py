@@ -1,6 +1,6 @@
 """Write the CRDs generated from the models: ``python -m tidelog.operator.crdgen`` (from the repo root).
 
-Writes ``crds/cluster.yaml`` and ``crds/topic.yaml``, the same files into the Helm chart's
+Writes ``crds/cluster.yaml``, ``crds/topic.yaml`` and ``crds/user.yaml``, the same files into the Helm chart's
 ``helm/tidelog/crds/``, and the chart's ``values.schema.json`` from ``helm/values.schema.in.json``
 (hand-written) with each ``{"$model": "ClusterSpec"}`` replaced by that model's schema made strict
 (unknown keys rejected), so ``cluster.spec`` and ``topics[].spec`` in values are checked like the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tidelog.operator import models
+from tidelog.operator import models, user_models
 from tidelog.operator.crd import all_crds
 from tidelog.operator.schema import object_schema
 
@@ -26,7 +26,7 @@ TARGETS = (Path("crds"), Path("helm/tidelog/crds"))
 VALUES_SCHEMA_IN = Path("helm/values.schema.in.json")
 VALUES_SCHEMA = Path("helm/tidelog/values.schema.json")
 COMMAND = "python -m tidelog.operator.crdgen"
-MODELS = {"ClusterSpec": models.ClusterSpec, "TopicSpec": models.TopicSpec}
+MODELS = {"ClusterSpec": models.ClusterSpec, "TopicSpec": models.TopicSpec, "UserSpec": user_models.UserSpec}
 
 
 def render() -> dict[str, str]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tidelog.operator import schema
+from tidelog.operator import desired_tls, schema
 from tidelog.operator.desired_access import pod_disruption_budget, rbac_objects
 from tidelog.operator.desired_services import services
 from tidelog.operator.models import DEFAULT_IMAGE_REPOSITORY, MANAGED_BROKER_KEYS, ClusterSpec
@@ -31,6 +31,7 @@ from tidelog.operator.names import (
     HASH_ANNOTATION,
     KAFKA_PORT,
     POD_INDEX_LABEL,
+    REPLICATION_PORT,
     ClusterRef,
 )
 
@@ -138,10 +139,11 @@ def _listener_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
     inter-broker one) and EXTERNAL, whose address per broker comes from external.properties."""
     internal = f"$(POD_NAME).{ref.headless_service}.$(POD_NAMESPACE).svc:{KAFKA_PORT}"
     ext = spec.listeners.external
+    if desired_tls.secured(spec):
+        return _secured_listener_args(ref, spec, internal)
     if ext is None:
         return ["--listen", f"0.0.0.0:{KAFKA_PORT}", "--advertise", internal]
-    values = f"${{file:{CONFIG_MOUNT}/{EXTERNAL_PROPERTIES}:broker.$(BROKER_ID)"
-    outside = f"$(HOST_IP):{values}.port}}" if ext.type == "NodePort" else f"{values}.host}}:{EXTERNAL_PORT}"
+    outside = _outside_address(spec)
     return [
         "--listen", f"INTERNAL://0.0.0.0:{KAFKA_PORT},EXTERNAL://0.0.0.0:{EXTERNAL_PORT}",
         "--advertise", f"INTERNAL://{internal},EXTERNAL://{outside}",
@@ -150,6 +152,28 @@ def _listener_args(ref: ClusterRef, spec: ClusterSpec) -> list[str]:
         "--set", "config.providers=file",
         "--set", f"config.providers.file.class={FILE_PROVIDER_CLASS}",
     ]  # fmt: skip
+
+
+def _outside_address(spec: ClusterSpec) -> str:
+    ext = spec.listeners.external
+    assert ext is not None
+    values = f"${{file:{CONFIG_MOUNT}/{EXTERNAL_PROPERTIES}:broker.$(BROKER_ID)"
+    return f"$(HOST_IP):{values}.port}}" if ext.type == "NodePort" else f"{values}.host}}:{EXTERNAL_PORT}"
+
+
+def _secured_listener_args(ref: ClusterRef, spec: ClusterSpec, internal: str) -> list[str]:
+    """INTERNAL (and EXTERNAL) with their protocols, plus REPLICATION (mutual TLS) for the brokers
+    themselves (desired_tls explains why)."""
+    listen, advertise = [f"INTERNAL://0.0.0.0:{KAFKA_PORT}"], [f"INTERNAL://{internal}"]
+    if spec.listeners.external is not None:
+        listen.append(f"EXTERNAL://0.0.0.0:{EXTERNAL_PORT}")
+        advertise.append(f"EXTERNAL://{_outside_address(spec)}")
+    listen.append(f"REPLICATION://0.0.0.0:{REPLICATION_PORT}")
+    advertise.append(f"REPLICATION://{desired_tls.replication_address(ref)}")
+    args = ["--listen", ",".join(listen), "--advertise", ",".join(advertise), *desired_tls.security_args(spec, ref)]
+    if spec.listeners.external is not None:
+        args += ["--set", "config.providers=file", "--set", f"config.providers.file.class={FILE_PROVIDER_CLASS}"]
+    return args
 
 
 def _field_env(name: str, path: str) -> dict[str, Any]:
@@ -179,6 +203,8 @@ def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
             {"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"},
             *([{"name": "external", "containerPort": EXTERNAL_PORT, "protocol": "TCP"}]
               if spec.listeners.external else []),
+            *([{"name": "replication", "containerPort": REPLICATION_PORT, "protocol": "TCP"}]
+              if desired_tls.secured(spec) else []),
         ],
         # Ready = the admin API's health service says SERVING (NOT_SERVING from the start of a shutdown).
         "readinessProbe": {"grpc": {"port": ADMIN_PORT}, "periodSeconds": 5, "timeoutSeconds": 3,
@@ -198,14 +224,18 @@ def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, the root filesystem is read-only
         ],
     }  # fmt: skip
+    if desired_tls.secured(spec):
+        container["volumeMounts"].append(desired_tls.tls_mount())
     resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
     if resources:
         container["resources"] = copy.deepcopy(resources)
     return container
 
 
-def pod_template(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
-    """The broker pod template, without the hash annotation."""
+def pod_template(ref: ClusterRef, spec: ClusterSpec, certificates: str | None = None) -> dict[str, Any]:
+    """The broker pod template, without the hash annotation. ``certificates``: the
+    ``tidelog.dev/certificates`` annotation (which CA and broker certificates the pods must have
+    started with; a change is a roll)."""
     pod_spec: dict[str, Any] = {
         "serviceAccountName": ref.service_account,
         "automountServiceAccountToken": True,  # the metadata store talks to the API server
@@ -225,6 +255,8 @@ def pod_template(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }
+    if desired_tls.secured(spec):
+        pod_spec["volumes"].append(desired_tls.tls_volume(ref))
     if spec.topology_spread:
         pod_spec["topologySpreadConstraints"] = [
             {
@@ -244,8 +276,11 @@ def pod_template(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
     if spec.pod.priority_class_name:
         pod_spec["priorityClassName"] = spec.pod.priority_class_name
     metadata: dict[str, Any] = {"labels": {**spec.pod.labels, **ref.labels()}}
-    if spec.pod.annotations:
-        metadata["annotations"] = dict(spec.pod.annotations)
+    annotations = dict(spec.pod.annotations)
+    if certificates is not None and desired_tls.secured(spec):
+        annotations[desired_tls.CERTS_ANNOTATION] = certificates
+    if annotations:
+        metadata["annotations"] = annotations
     return {"metadata": metadata, "spec": pod_spec}
 
 
@@ -257,10 +292,12 @@ def template_hash(template: dict[str, Any], cm: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def statefulset(ref: ClusterRef, spec: ClusterSpec, cm: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+def statefulset(
+    ref: ClusterRef, spec: ClusterSpec, cm: dict[str, Any], replicas: int | None = None, certificates: str | None = None
+) -> dict[str, Any]:
     """The brokers. ``replicas`` overrides ``spec.replicas`` (a scale-down keeps the old count until
     the brokers being removed are drained)."""
-    template = pod_template(ref, spec)
+    template = pod_template(ref, spec, certificates)
     digest = template_hash(template, cm)
     template["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
     claim_policy = "Delete" if spec.storage.delete_claim else "Retain"
@@ -299,9 +336,13 @@ def desired_objects(
     spec: ClusterSpec,
     replicas: int | None = None,
     external: Mapping[int, ExternalAddress] | None = None,
+    certificates: str | None = None,
 ) -> list[dict[str, Any]]:
     """Everything the Cluster owns, in a safe order to apply (identity and config before the pods).
-    ``external``: the brokers' external addresses known so far (read back from their Services)."""
+    ``external``: the brokers' external addresses known so far (read back from their Services);
+    ``certificates``: the pods' certificates annotation (secured listeners; the Secrets themselves
+    are made by ``certificates.reconcile_certificates`` before this is applied)."""
+    desired_tls.validate(spec)
     cm = config_map(ref, spec, external)
     brokers = spec.replicas if replicas is None else replicas
     return [
@@ -309,5 +350,5 @@ def desired_objects(
         cm,
         *services(ref, spec, brokers),
         pod_disruption_budget(ref),
-        statefulset(ref, spec, cm, replicas),
+        statefulset(ref, spec, cm, replicas, certificates),
     ]

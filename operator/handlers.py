@@ -7,6 +7,8 @@
 - Cluster and Topic create/update/resume: wake the loop (a Topic naming no Cluster is reported).
 - Topic delete (finalizer ``tidelog.dev/finalizer``): ``topics.delete_topic``; a Cluster that is
   gone or being deleted never holds a Topic (or its namespace) back.
+- User create/update/resume: wake the loop (which reconciles the Cluster's Users); User delete
+  (the same finalizer): ``users.delete_user`` takes its ACLs and credentials out of the Cluster.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from tidelog.broker.admin.client import AdminClient
+from tidelog.broker.admin.client import AdminClient, ClientTls
 from tidelog.operator import crd, schema
 from tidelog.operator.decisions import set_condition, status_patch
 from tidelog.operator.kube import KubeAPI
@@ -28,6 +32,8 @@ from tidelog.operator.models import GROUP, VERSION, TopicStatus
 from tidelog.operator.names import ClusterRef
 from tidelog.operator.reconcile import now_rfc3339, reconcile_cluster
 from tidelog.operator.topics import delete_topic
+from tidelog.operator.user_models import UserStatus
+from tidelog.operator.users import delete_user
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
 FINALIZER = "tidelog.dev/finalizer"
@@ -57,7 +63,21 @@ RUNTIME = Runtime()
 
 
 def admin_client(target: str) -> AdminClient:
-    return AdminClient(target, timeout=15.0)
+    """A client of a broker's admin API, protected as the operator's environment says (all optional,
+    the CLI's names): ``TIDELOG_ADMIN_CA`` (turns TLS on), ``TIDELOG_ADMIN_CERT`` and
+    ``TIDELOG_ADMIN_KEY`` (mutual TLS), ``TIDELOG_ADMIN_SERVER_NAME``, ``TIDELOG_ADMIN_TOKEN_FILE``."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("TIDELOG_ADMIN_") and v}
+    tls = None
+    if any(k in env for k in ("TIDELOG_ADMIN_CA", "TIDELOG_ADMIN_CERT", "TIDELOG_ADMIN_SERVER_NAME")):
+        path = {k: Path(v) for k, v in env.items()}
+        tls = ClientTls(
+            path.get("TIDELOG_ADMIN_CA"),
+            path.get("TIDELOG_ADMIN_CERT"),
+            path.get("TIDELOG_ADMIN_KEY"),
+            env.get("TIDELOG_ADMIN_SERVER_NAME"),
+        )
+    token_file = Path(env["TIDELOG_ADMIN_TOKEN_FILE"]) if "TIDELOG_ADMIN_TOKEN_FILE" in env else None
+    return AdminClient(target, timeout=15.0, tls=tls, token_file=token_file)
 
 
 @kopf.on.startup()
@@ -169,5 +189,41 @@ async def topic_deleted(*, body: kopf.Body, namespace: str | None, retry: int, l
     except ConnectionError as exc:
         if retry >= TOPIC_DELETE_RETRIES:
             logger.warning("giving up deleting the topic (cluster unreachable: %s); the Kafka topic stays", exc)
+            return
+        raise kopf.TemporaryError(f"cluster unreachable: {exc}", delay=10) from exc
+
+
+@kopf.on.create(GROUP, VERSION, "users")
+@kopf.on.update(GROUP, VERSION, "users")
+@kopf.on.resume(GROUP, VERSION, "users")
+async def user_changed(*, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None
+    cluster = body["spec"]["clusterRef"]["name"]
+    kube = RUNTIME.api()
+    if await kube.get("Cluster", namespace, cluster) is None:
+        status = schema.load(UserStatus, dict(body.get("status") or {}))
+        status.conditions = set_condition(status.conditions, "Ready", False, "ClusterNotFound",
+                                          f"no Cluster {cluster} in namespace {namespace}", now_rfc3339(),
+                                          body["metadata"].get("generation"))  # fmt: skip
+        await kube.patch_status("User", namespace, name, status_patch(status))
+        return
+    RUNTIME.event(namespace, cluster).set()
+
+
+@kopf.on.delete(GROUP, VERSION, "users")
+async def user_deleted(*, body: kopf.Body, namespace: str | None, retry: int, logger: Log, **_: Any) -> None:
+    assert namespace is not None
+    kube = RUNTIME.api()
+    user = {"metadata": dict(body["metadata"]), "spec": dict(body["spec"])}
+    cluster = await kube.get("Cluster", namespace, body["spec"]["clusterRef"]["name"])
+    if cluster is None or cluster["metadata"].get("deletionTimestamp"):
+        logger.info("%s", await delete_user(None, user))
+        return
+    try:
+        async with admin_client(ClusterRef.from_body(cluster).admin_bootstrap_address) as admin:
+            logger.info("%s", await delete_user(admin, user))
+    except ConnectionError as exc:
+        if retry >= TOPIC_DELETE_RETRIES:
+            logger.warning("giving up removing the user from the cluster (unreachable: %s)", exc)
             return
         raise kopf.TemporaryError(f"cluster unreachable: {exc}", delay=10) from exc

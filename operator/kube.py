@@ -30,6 +30,7 @@ FIELD_MANAGER = "tidelog-operator"
 _KINDS: dict[str, tuple[str, str]] = {
     "ServiceAccount": ("api/v1", "serviceaccounts"),
     "ConfigMap": ("api/v1", "configmaps"),
+    "Secret": ("api/v1", "secrets"),
     "Service": ("api/v1", "services"),
     "Pod": ("api/v1", "pods"),
     "PersistentVolumeClaim": ("api/v1", "persistentvolumeclaims"),
@@ -39,7 +40,9 @@ _KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apis/apps/v1", "statefulsets"),
     "Cluster": (f"apis/{GROUP}/{VERSION}", "clusters"),
     "Topic": (f"apis/{GROUP}/{VERSION}", "topics"),
+    "User": (f"apis/{GROUP}/{VERSION}", "users"),
     "CustomResourceDefinition": ("apis/apiextensions.k8s.io/v1", "customresourcedefinitions"),
+    "Certificate": ("apis/cert-manager.io/v1", "certificates"),
 }
 _CLUSTER_SCOPED = {"CustomResourceDefinition"}
 

@@ -3,7 +3,9 @@
 Job: count and time reconciles per resource, count failures (the chart's
 ``TidelogOperatorReconcileFailing`` alert) and expose when a reconcile in progress started (the
 stuck-reconcile alert: ``time() - tidelog_operator_reconcile_in_progress_start_time_seconds``).
-``track(kind, namespace, name)`` wraps one reconcile.
+``track(kind, namespace, name)`` wraps one reconcile. ``certificate_expiry`` is when a Cluster's
+CA and its first broker certificate expire (TLS listeners), for an alert well before the
+operator's own renewal window would be missed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class OperatorMetrics:
             LABELS,
             registry=registry,
         )
+        self.certificate_expiry = Gauge(
+            "tidelog_operator_certificate_expiration_timestamp_seconds",
+            "When a Cluster's certificate expires (Unix seconds): certificate=ca (the cluster CA) or "
+            "brokers (the first broker certificate to expire)",
+            ("namespace", "name", "certificate"),
+            registry=registry,
+        )
 
     @contextmanager
     def track(self, kind: str, namespace: str, name: str) -> Iterator[None]:
@@ -67,6 +76,19 @@ class OperatorMetrics:
         for family in (self.reconciles, self.failures):
             with suppress(KeyError):
                 family.remove(kind, namespace, name)
+        if kind == "Cluster":
+            self.forget_certificates(namespace, name)
+
+    def set_certificate_expiry(self, namespace: str, name: str, certificate: str, when: float | None) -> None:
+        if when is None:
+            with suppress(KeyError):
+                self.certificate_expiry.remove(namespace, name, certificate)
+        else:
+            self.certificate_expiry.labels(namespace, name, certificate).set(when)
+
+    def forget_certificates(self, namespace: str, name: str) -> None:
+        for certificate in ("ca", "brokers"):
+            self.set_certificate_expiry(namespace, name, certificate, None)
 
     def generate_latest(self) -> bytes:
         return _generate_latest(self.registry)

@@ -36,6 +36,12 @@ MANAGED_BROKER_KEYS = (
     "broker.rack",
     "metrics.port",
     "metrics.host",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "ssl.keystore.location",
+    "ssl.truststore.location",
+    "authorizer.class.name",
+    "super.users",
 )
 CONFIG_KEY_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
 TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]+$"  # Kafka's legal characters (at most 249 of them)
@@ -110,12 +116,40 @@ class Resources:
     limits: dict[str, IntOrString] = field("Resource limits", default_factory=dict)
 
 
+Authentication = Literal["none", "scram-sha-512", "tls"]
+_AUTH_HELP = (
+    "How clients prove who they are: none, scram-sha-512 (SASL SCRAM; users made with Kafka's "
+    "AlterUserScramCredentials) or tls (a client certificate signed by the cluster CA; needs tls: true)"
+)
+# has(): the API server also checks a rule against the field's default ({}), before nested defaults.
+_TLS_AUTH_RULE = Rule(
+    "!has(self.authentication) || self.authentication != 'tls' || (has(self.tls) && self.tls)",
+    "authentication: tls needs tls: true (the client certificate is checked in the TLS handshake)",
+    reason="FieldValueInvalid",
+)
+
+
+@dataclass(kw_only=True)
+class InternalListener:
+    """The in-cluster listener (port 9092, the bootstrap Service). tls: false + authentication: none
+    is PLAINTEXT (the default); tls: true is SSL, with authentication: tls mutual TLS
+    (ssl.client.auth=required); scram-sha-512 is SASL_SSL with tls, SASL_PLAINTEXT without."""
+
+    __rules__ = (_TLS_AUTH_RULE,)
+
+    tls: bool = field("Encrypt with TLS (broker certificates from the cluster CA or cert-manager)", default=False)
+    authentication: Authentication = field(_AUTH_HELP, default="none")
+
+
 @dataclass(kw_only=True)
 class ExternalListener:
     """Clients outside Kubernetes: one Service per broker plus a bootstrap Service, on the brokers'
     EXTERNAL listener (port 9094). Each broker advertises its own Service: NodePort, the address of
     the node its pod runs on (status.hostIP) and its node port; LoadBalancer, its load balancer's
-    address (a broker waits for it before it starts)."""
+    address (a broker waits for it before it starts). tls/authentication as for the internal
+    listener; with tls, the broker certificates also name the external addresses."""
+
+    __rules__ = (_TLS_AUTH_RULE,)
 
     type: Literal["NodePort", "LoadBalancer"] = field("Service type of the per-broker Services")
     node_port_base: int | None = field(
@@ -125,13 +159,62 @@ class ExternalListener:
         maximum=32767,
     )
     annotations: dict[str, str] = field("Annotations of the external Services", default_factory=dict)
+    tls: bool = field("Encrypt with TLS", default=False)
+    authentication: Authentication = field(_AUTH_HELP, default="none")
+    alternative_names: list[str] = field(
+        "Extra DNS names or IP addresses for the broker certificates (e.g. a DNS name in front of the "
+        "node ports); the load balancers' and nodes' addresses are added by the operator",
+        default_factory=list,
+        max_items=64,
+    )
 
 
 @dataclass(kw_only=True)
 class Listeners:
     """How clients reach the brokers. In-cluster clients use the bootstrap Service on port 9092."""
 
+    internal: InternalListener = field("The in-cluster listener (port 9092)", default_factory=InternalListener)
     external: ExternalListener | None = field("An external listener (off when unset)", default=None)
+
+
+@dataclass(kw_only=True)
+class IssuerRef:
+    """A cert-manager issuer (cert-manager.io/v1) that signs the broker certificates instead of the
+    operator's own cluster CA; used when cert-manager's Certificate CRD is installed."""
+
+    name: str = field("The Issuer's or ClusterIssuer's name", pattern=DNS_LABEL_PATTERN, max_length=253)
+    kind: Literal["Issuer", "ClusterIssuer"] = field("Issuer (in the Cluster's namespace) or ClusterIssuer",
+                                                     default="Issuer")  # fmt: skip
+    group: str = field("The issuer's API group", default="cert-manager.io", max_length=253)
+
+
+@dataclass(kw_only=True)
+class Certificates:
+    """The cluster CA and the broker certificates (used when a listener has tls: true). The operator
+    keeps its own CA in the Secret <cluster>-cluster-ca and publishes its certificate in
+    <cluster>-cluster-ca-cert (ca.crt) for clients; it renews both before they expire, rolling the
+    brokers one at a time. Annotate the Cluster tidelog.dev/renew-certificates=<any new value> (or
+    tidelog.dev/renew-ca) to renew now."""
+
+    __rules__ = (
+        Rule(
+            "!has(self.renewBeforeDays) || !has(self.validityDays) || self.renewBeforeDays < self.validityDays",
+            "renewBeforeDays must be below validityDays",
+        ),
+        Rule(
+            "!has(self.validityDays) || !has(self.caValidityDays) || self.validityDays <= self.caValidityDays",
+            "validityDays may not exceed caValidityDays",
+        ),
+    )
+
+    ca_validity_days: int = field("Lifetime of the cluster CA certificate, days", default=1825, minimum=2,
+                                  maximum=36500)  # fmt: skip
+    validity_days: int = field("Lifetime of a broker certificate, days", default=365, minimum=2, maximum=36500)
+    renew_before_days: int = field(
+        "Renew a certificate (broker or CA) when fewer than this many days are left", default=30, minimum=1,
+        maximum=36499,
+    )  # fmt: skip
+    issuer: IssuerRef | None = field("Sign with this cert-manager issuer instead of the cluster CA", default=None)
 
 
 @dataclass(kw_only=True)
@@ -185,6 +268,27 @@ class PodOptions:
 
 
 @dataclass(kw_only=True)
+class ClusterAuthorization:
+    """Kafka's ACLs on the brokers (its StandardAuthorizer's rules; nothing is allowed without a
+    binding). Users get their bindings from User resources (or kafka-acls). The brokers then
+    replicate over their mutual-TLS REPLICATION listener, and their certificate's principal
+    (User:CN=<cluster>-broker,O=tidelog.dev) is a super user."""
+
+    type: Literal["simple"] = field("simple: Kafka's ACLs", default="simple")
+    super_users: list[str] = field(
+        "More principals that may do anything (User:<name>, or a certificate subject User:CN=...)",
+        default_factory=list,
+        max_items=64,
+        rules=(
+            Rule(
+                "self.all(p, p.startsWith('User:') && size(p) > 5 && !p.contains(';'))",
+                "super users are principals User:<name> (no ';')",
+            ),
+        ),
+    )
+
+
+@dataclass(kw_only=True)
 class ClusterSpec:
     """The desired state of a Tidelog cluster."""
 
@@ -203,6 +307,10 @@ class ClusterSpec:
         rules=_config_rules(MANAGED_BROKER_KEYS),
     )
     listeners: Listeners = field("Listeners for clients", default_factory=Listeners)
+    certificates: Certificates = field("Cluster CA and broker certificates", default_factory=Certificates)
+    authorization: ClusterAuthorization | None = field(
+        "Kafka ACLs (off when unset: every client may do anything)", default=None
+    )
     rack: Rack | None = field("Rack awareness (off when unset)", default=None)
     topology_spread: list[TopologySpread] = field(
         "Spread the brokers over these topologies", default_factory=list, max_items=8
@@ -251,6 +359,20 @@ class RollStatus:
 
 
 @dataclass(kw_only=True)
+class CertificatesStatus:
+    """The certificates the brokers use (when a listener has tls: true)."""
+
+    issuer: str | None = field("ClusterCA (the operator's) or cert-manager:<kind>/<name>", default=None)
+    ca_generation: int | None = field("Generation of the cluster CA (grows with each CA renewal)", default=None)
+    ca_not_after: str | None = field("When the CA certificate expires (RFC 3339)", default=None, format="date-time")
+    cert_generation: int | None = field("Generation of the broker certificates (grows with each renewal)",
+                                        default=None)  # fmt: skip
+    not_after: str | None = field("When the first broker certificate expires (RFC 3339)", default=None,
+                                  format="date-time")  # fmt: skip
+    message: str | None = field("A renewal in progress, or what it waits for", default=None)
+
+
+@dataclass(kw_only=True)
 class ClusterStatus:
     """The observed state of a Tidelog cluster, written by the operator."""
 
@@ -269,6 +391,7 @@ class ClusterStatus:
     brokers: list[BrokerStatus] = field("The brokers", default_factory=list, emit_default=False)
     scaling: ScalingStatus | None = field("Scaling in progress", default=None)
     roll: RollStatus | None = field("Rolling restart in progress", default=None)
+    certificates: CertificatesStatus | None = field("Broker certificates (TLS listeners)", default=None)
 
 
 # ----- Topic -----

@@ -16,6 +16,7 @@ from tidelog.operator.models import API_VERSION
 KAFKA_PORT = 9092
 ADMIN_PORT = 9093
 EXTERNAL_PORT = 9094  # the brokers' EXTERNAL listener (external Services target it)
+REPLICATION_PORT = 9091  # the brokers' REPLICATION listener (mutual TLS, brokers only), with TLS on
 MANAGED_BY = "tidelog-operator"
 CLUSTER_LABEL = "tidelog.dev/cluster"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -64,6 +65,21 @@ class ClusterRef:
     @property
     def config_map(self) -> str:
         return f"{self.name}-config"
+
+    @property
+    def cluster_ca_secret(self) -> str:
+        """The cluster CA's key and certificate (the operator's own; never mounted)."""
+        return f"{self.name}-cluster-ca"
+
+    @property
+    def cluster_ca_cert_secret(self) -> str:
+        """The CA certificate(s) clients trust (``ca.crt``), no key."""
+        return f"{self.name}-cluster-ca-cert"
+
+    @property
+    def broker_certs_secret(self) -> str:
+        """The brokers' keys and certificates and the trust bundle, mounted into the broker pods."""
+        return f"{self.name}-broker-certs"
 
     @property
     def service_account(self) -> str:

@@ -8,13 +8,16 @@ picks them up where they were.
 
 1. validate      -> Degraded/InvalidSpec if the spec cannot be built
 2. plan scaling  -> how many brokers the StatefulSet has in this pass (scale-down waits for a drain)
-3. apply         -> server-side apply of every desired object; prune Services no longer wanted
+3. apply         -> server-side apply of every desired object; prune Services no longer wanted;
+                    with secured listeners, first the certificates (certificates.py: CA, broker
+                    certificates, renewal; their annotation in the pod template makes a renewal a roll)
 4. brokers ready -> wait until every pod of the StatefulSet is Ready
 5. describe      -> controller, brokers, URP/offline from the admin API
 6. scale up      -> new brokers in -> rebalance -> wait for the reassignments
 7. scale down    -> drain the highest ordinals -> verify they hold nothing -> shrink
 8. roll          -> restart stale pods one at a time (can_restart first, the controller last)
 9. topics        -> the Cluster's Topics in one batch (topics.py)
+10. users        -> the Cluster's Users: Secrets, SCRAM credentials, exact ACLs (users.py)
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tidelog.broker.admin.model import ClusterAdmin, ClusterDesc, Move
-from tidelog.operator import desired, schema
+from tidelog.operator import desired, desired_tls, schema
+from tidelog.operator.certificates import CertificatesPending, reconcile_certificates
 from tidelog.operator.decisions import (
     drain_blocker,
     evacuation_moves,
@@ -39,9 +43,11 @@ from tidelog.operator.decisions import (
     status_patch,
 )
 from tidelog.operator.kube import Kube, prune
+from tidelog.operator.metrics import METRICS
 from tidelog.operator.models import BrokerStatus, ClusterSpec, ClusterStatus, RollStatus
 from tidelog.operator.names import COMPONENT_LABEL, EXTERNAL_PORT, HASH_ANNOTATION, KAFKA_PORT, MANAGED_BY, ClusterRef
 from tidelog.operator.topics import reconcile_topics
+from tidelog.operator.users import reconcile_users
 
 AdminFactory = Callable[[str], AbstractAsyncContextManager[ClusterAdmin]]
 log = logging.getLogger(__name__)
@@ -116,7 +122,7 @@ class Pass:
         after = self.interval
         try:
             for step in (self.validate, self.plan_and_apply, self.brokers_ready, self.describe,
-                         self.scale_up, self.scale_down, self.roll, self.topics):  # fmt: skip
+                         self.scale_up, self.scale_down, self.roll, self.topics, self.users):  # fmt: skip
                 self.steps.append(step.__name__)
                 await step()
             self.finish_ready()
@@ -167,7 +173,8 @@ class Pass:
         for obj in objects:
             if obj["kind"] == "Service":
                 self._note_external(await self.kube.apply(obj))
-        objects = desired.desired_objects(self.ref, self.spec, plan.statefulset_replicas, self.external)
+        certs = await self.certificates(plan.statefulset_replicas)
+        objects = desired.desired_objects(self.ref, self.spec, plan.statefulset_replicas, self.external, certs)
         for obj in objects:
             if obj["kind"] == "Service":
                 continue
@@ -190,6 +197,27 @@ class Pass:
         self.status.bootstrap_address = self.ref.bootstrap_address
         if plan.scaling and plan.scaling.phase == "Shrinking":
             await self.finish_shrink()
+
+    async def certificates(self, brokers: int) -> str | None:
+        """The certificates of ``brokers`` brokers (secured listeners only); the pods' annotation."""
+        if not desired_tls.secured(self.spec):
+            self.status.certificates = None
+            METRICS.forget_certificates(self.ref.namespace, self.ref.name)
+            return None
+        current = self.sts["spec"]["replicas"] if self.sts else 0
+        try:
+            outcome = await reconcile_certificates(
+                self.kube, self.ref, self.spec, self.body, max(brokers, current), self.external,
+                self.external_bootstrap, datetime.now(UTC),
+            )  # fmt: skip
+        except CertificatesPending as exc:
+            raise Wait(exc.reason, exc.message, after=self.interval if exc.degraded else 10,
+                       degraded=exc.degraded) from exc  # fmt: skip
+        self.status.certificates = c = outcome.status
+        for which, stamp in (("ca", c.ca_not_after), ("brokers", c.not_after)):
+            when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() if stamp else None
+            METRICS.set_certificate_expiry(self.ref.namespace, self.ref.name, which, when)
+        return outcome.annotation
 
     def _note_external(self, svc: dict[str, Any]) -> None:
         """Remember the address of an applied external Service (node port, or load balancer host)."""
@@ -404,6 +432,20 @@ class Pass:
                 "TopicsFailing",
                 f"{failed} Topic(s) failed to reconcile (see their status)",
             )
+
+    async def users(self) -> None:
+        internal = self.spec.listeners.internal
+        sasl, tls = internal.authentication == "scram-sha-512", internal.tls
+        protocol = ("SASL_" if sasl else "") + ("SSL" if tls else "PLAINTEXT")
+        cluster = {
+            "metadata": self.body["metadata"],
+            "status": {"bootstrapAddress": self.status.bootstrap_address},
+            "securityProtocol": protocol,
+        }
+        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+            failed = await reconcile_users(self.kube, admin, cluster, self.now)
+        if failed:
+            self.warning = self.warning or ("UsersFailing", f"{failed} User(s) failed to reconcile (see their status)")
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tidelog.broker.admin.access_admin import AccessAdmin
 from tidelog.broker.admin.model import (
     BrokerDesc,
     ClusterDesc,
@@ -46,10 +47,14 @@ def _describe(t: TopicState) -> TopicDesc:
     )
 
 
-class MetadataAdmin:
-    """The cluster operations, answered from (and written to) the metadata store."""
+class MetadataAdmin(AccessAdmin):
+    """The cluster operations, answered from (and written to) the metadata store; users and ACLs
+    through ``AccessAdmin`` (``credentials``: the CredentialStore, ``acls``: the AclStore or None)."""
 
-    def __init__(self, meta: ClusterMetadata, catalog: ClusterCatalog) -> None:
+    def __init__(
+        self, meta: ClusterMetadata, catalog: ClusterCatalog, credentials: object = None, acls: object = None
+    ) -> None:
+        super().__init__(credentials, acls)
         self.meta = meta
         self.catalog = catalog
 

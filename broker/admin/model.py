@@ -93,6 +93,27 @@ class RestartCheck:
     reasons: list[str]
 
 
+@dataclass(frozen=True)
+class AclDesc:
+    """One ACL binding in Kafka's names (see ``tidelog.broker.security.acl``): resource_type TOPIC,
+    GROUP, CLUSTER or TRANSACTIONAL_ID; pattern_type LITERAL or PREFIXED; operation READ, WRITE, ...,
+    ALL; permission ALLOW or DENY; principal ``User:<name>``; host an IP or ``*``."""
+
+    resource_type: str
+    resource_name: str
+    pattern_type: str
+    principal: str
+    host: str
+    operation: str
+    permission: str
+
+
+@dataclass
+class ScramUserDesc:
+    name: str
+    mechanisms: list[str]
+
+
 class ClusterAdmin(Protocol):
     """The cluster operations behind the Admin service. Every method may raise ``KafkaError``."""
 
@@ -133,3 +154,14 @@ class ClusterAdmin(Protocol):
     async def rebalance(self) -> Plan: ...
 
     async def can_restart(self, broker_id: int) -> RestartCheck: ...
+
+    async def set_scram_user(self, user: str, mechanism: str, password: str, iterations: int = 0) -> None: ...
+
+    async def delete_scram_user(self, user: str) -> bool: ...
+
+    async def list_scram_users(self) -> list[ScramUserDesc]: ...
+
+    async def set_acls(self, principal: str, acls: list[AclDesc]) -> tuple[int, int]:
+        """Make ``principal``'s bindings exactly ``acls``; (added, removed)."""
+
+    async def list_acls(self, principal: str | None = None) -> list[AclDesc]: ...

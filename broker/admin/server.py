@@ -6,6 +6,12 @@ server: it calls ``set_serving(False)`` when it starts shutting down, then ``sto
 
 Health (``grpc.health.v1.Health``): the overall service ``""`` and ``tidelog.admin.v1.Admin`` both
 answer SERVING once started, NOT_SERVING after ``set_serving(False)``.
+
+Protection (both optional, both may be on): ``tls`` serves over TLS, with client certificates
+required when it names their CAs (mutual TLS, ``transport.ServerTls``); ``tokens`` requires a bearer
+token on every call but the health service's (``auth.TokenInterceptor``). Without either the API is
+plain gRPC, as on a laptop. ``health_address`` adds a plain-gRPC port serving the health service
+only, for probes that cannot speak TLS (the kubelet's gRPC probe).
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from tidelog.broker.admin.auth import TokenFile, TokenInterceptor
 from tidelog.broker.admin.model import ClusterAdmin
 from tidelog.broker.admin.pb import admin_pb2_grpc as pb_grpc
 from tidelog.broker.admin.service import AdminService
+from tidelog.broker.admin.transport import ServerTls
 
 ADMIN_SERVICE_NAME = "tidelog.admin.v1.Admin"
 HEALTH_SERVICES = ("", ADMIN_SERVICE_NAME)
@@ -29,10 +37,19 @@ class AdminServer(grpc.aio.Server):
     """A started ``grpc.aio.Server`` (every call delegated to it) that also knows the port it bound
     and can switch its health status."""
 
-    def __init__(self, server: grpc.aio.Server, health: health_aio.HealthServicer, port: int) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health: health_aio.HealthServicer,
+        port: int,
+        health_server: grpc.aio.Server | None = None,
+        health_port: int = 0,
+    ) -> None:
         self._server = server
         self._health = health
         self.port = port
+        self._health_server = health_server
+        self.health_port = health_port  # the health-only plain port (0: none)
 
     async def set_serving(self, serving: bool) -> None:
         """Answer health checks with SERVING (True) or NOT_SERVING (False)."""
@@ -60,26 +77,50 @@ class AdminServer(grpc.aio.Server):
     async def stop(self, grace: float | None) -> None:
         """Health watchers see NOT_SERVING, then in-flight calls get ``grace`` seconds to finish."""
         await self._health.enter_graceful_shutdown()
+        if self._health_server is not None:
+            await self._health_server.stop(grace)
         await self._server.stop(grace)
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (grpc's signature)
         return await self._server.wait_for_termination(timeout)
 
 
-async def start_admin_server(admin: ClusterAdmin, host: str = "127.0.0.1", port: int = 9093) -> AdminServer:
-    """Serve ``admin`` on ``host:port`` (port 0: any free port, see ``.port``), health SERVING."""
-    server = grpc.aio.server()
+async def start_admin_server(
+    admin: ClusterAdmin,
+    host: str = "127.0.0.1",
+    port: int = 9093,
+    *,
+    tls: ServerTls | None = None,
+    tokens: TokenFile | None = None,
+    health_address: str | None = None,
+) -> AdminServer:
+    """Serve ``admin`` on ``host:port`` (port 0: any free port, see ``.port``), health SERVING;
+    over TLS with ``tls``, bearer tokens required with ``tokens``; the health service alone in
+    plain gRPC on ``health_address`` (``HOST:PORT``, see ``.health_port``) if given."""
+    server = grpc.aio.server(interceptors=[TokenInterceptor(tokens)] if tokens is not None else None)
     pb_grpc.add_AdminServicer_to_server(AdminService(admin), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    bound = _bind(server, address, tls)
+    health_server, health_port = None, 0
+    if health_address:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
+        health_port = _bind(health_server, health_address, None)
+    admin_server = AdminServer(server, health, bound, health_server, health_port)
+    await admin_server.set_serving(True)
+    await server.start()
+    if health_server is not None:
+        await health_server.start()
+    return admin_server
+
+
+def _bind(server: grpc.aio.Server, address: str, tls: ServerTls | None) -> int:
     try:
-        bound = server.add_insecure_port(address)
+        bound = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
         raise OSError(f"admin API cannot listen on {address}: {exc}") from exc
     if bound == 0:
         raise OSError(f"admin API cannot listen on {address}")
-    admin_server = AdminServer(server, health, bound)
-    await admin_server.set_serving(True)
-    await server.start()
-    return admin_server
+    return bound

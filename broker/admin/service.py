@@ -191,6 +191,16 @@ def restart_check_from_pb(c: pb.RestartCheck) -> model.RestartCheck:
     return model.RestartCheck(broker_id=c.broker_id, ok=c.ok, reasons=list(c.reasons))
 
 
+def acl_to_pb(a: model.AclDesc) -> pb.Acl:
+    return pb.Acl(resource_type=a.resource_type, resource_name=a.resource_name, pattern_type=a.pattern_type,
+                  principal=a.principal, host=a.host, operation=a.operation, permission=a.permission)  # fmt: skip
+
+
+def acl_from_pb(a: pb.Acl) -> model.AclDesc:
+    return model.AclDesc(a.resource_type, a.resource_name, a.pattern_type, a.principal, a.host, a.operation,
+                         a.permission)  # fmt: skip
+
+
 # -- the servicer --------------------------------------------------------------------------------
 
 
@@ -280,3 +290,27 @@ class AdminService(pb_grpc.AdminServicer):
         async with _answering(context, "CanRestart"):
             check = await self._admin.can_restart(request.broker_id)
             return pb.CanRestartResponse(check=restart_check_to_pb(check))
+
+    async def SetScramUser(self, request: pb.SetScramUserRequest, context: Context) -> pb.SetScramUserResponse:
+        async with _answering(context, "SetScramUser"):
+            await self._admin.set_scram_user(request.user, request.mechanism, request.password, request.iterations)
+            return pb.SetScramUserResponse()
+
+    async def DeleteScramUser(self, request: pb.DeleteScramUserRequest, context: Context) -> pb.DeleteScramUserResponse:
+        async with _answering(context, "DeleteScramUser"):
+            return pb.DeleteScramUserResponse(deleted=await self._admin.delete_scram_user(request.user))
+
+    async def ListScramUsers(self, request: pb.ListScramUsersRequest, context: Context) -> pb.ListScramUsersResponse:
+        async with _answering(context, "ListScramUsers"):
+            users = await self._admin.list_scram_users()
+            return pb.ListScramUsersResponse(users=[pb.ScramUser(name=u.name, mechanisms=u.mechanisms) for u in users])
+
+    async def SetAcls(self, request: pb.SetAclsRequest, context: Context) -> pb.SetAclsResponse:
+        async with _answering(context, "SetAcls"):
+            added, removed = await self._admin.set_acls(request.principal, [acl_from_pb(a) for a in request.acls])
+            return pb.SetAclsResponse(added=added, removed=removed)
+
+    async def ListAcls(self, request: pb.ListAclsRequest, context: Context) -> pb.ListAclsResponse:
+        async with _answering(context, "ListAcls"):
+            principal = request.principal if request.HasField("principal") else None
+            return pb.ListAclsResponse(acls=[acl_to_pb(a) for a in await self._admin.list_acls(principal)])

@@ -15,7 +15,12 @@ name (``tidelog cluster describe-topic: UNKNOWN_TOPIC_OR_PARTITION (3): ...``) a
   [--throttle BYTES_PER_S]`` (the file in kafka-reassign-partitions' JSON format)
 * ``drain BROKER_ID`` / ``rebalance`` / ``can-restart BROKER_ID``
 
-All take ``--admin HOST:PORT`` (default 127.0.0.1:9093), ``--timeout SECONDS`` and ``--json``.
+All take ``--admin HOST:PORT`` (default 127.0.0.1:9093), ``--timeout SECONDS`` and ``--json``; and,
+for a protected admin API, ``--admin-ca FILE`` (turns TLS on), ``--admin-cert FILE`` /
+``--admin-key FILE`` (mutual TLS; the key may sit in the cert file), ``--admin-server-name NAME`` and
+``--admin-token-file FILE``. Each defaults to an environment variable: ``TIDELOG_ADMIN``,
+``TIDELOG_ADMIN_CA``, ``TIDELOG_ADMIN_CERT``, ``TIDELOG_ADMIN_KEY``, ``TIDELOG_ADMIN_SERVER_NAME``,
+``TIDELOG_ADMIN_TOKEN_FILE``. A refused token or a failed TLS handshake is one line and exit 1.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from tidelog.broker.admin import model
-from tidelog.broker.admin.client import AdminClient
+from tidelog.broker.admin.client import AdminClient, ClientTls
 from tidelog.broker.protocol.errors import KafkaError
 
 DEFAULT_ADMIN = "127.0.0.1:9093"
@@ -42,7 +48,7 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     """Wrap an async command: open a client, run it, turn expected failures into one line, exit 1."""
 
     async def call(args: argparse.Namespace) -> int:
-        async with AdminClient(args.admin, timeout=args.timeout) as admin:
+        async with _client(args) as admin:
             return await command(admin, args)
 
     def run(args: argparse.Namespace) -> int:
@@ -56,6 +62,20 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
             return 1
 
     return run
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    """An ``AdminClient`` from ``--admin*`` flags: TLS if any of CA, certificate or server name is given."""
+    tls = None
+    if args.admin_ca or args.admin_cert or args.admin_key or args.admin_server_name:
+        tls = ClientTls(
+            Path(args.admin_ca) if args.admin_ca else None,
+            Path(args.admin_cert) if args.admin_cert else None,
+            Path(args.admin_key) if args.admin_key else None,
+            args.admin_server_name or None,
+        )
+    token_file = Path(args.admin_token_file) if args.admin_token_file else None
+    return AdminClient(args.admin, timeout=args.timeout, tls=tls, token_file=token_file)
 
 
 def _print_json(value: Any) -> None:
@@ -282,7 +302,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     def action(name: str, command: Command, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = csub.add_parser(name, help=help_text)
-        parser.add_argument("--admin", default=DEFAULT_ADMIN, metavar="HOST:PORT", help="the admin API address")
+        env = os.environ.get
+        parser.add_argument(
+            "--admin", default=env("TIDELOG_ADMIN", DEFAULT_ADMIN), metavar="HOST:PORT", help="the admin API address"
+        )
+        protection = parser.add_argument_group("a protected admin API")
+        protection.add_argument("--admin-ca", default=env("TIDELOG_ADMIN_CA"), metavar="FILE",
+                                help="PEM CA bundle to check the broker's certificate with (turns TLS on)")  # fmt: skip
+        protection.add_argument("--admin-cert", default=env("TIDELOG_ADMIN_CERT"), metavar="FILE",
+                                help="PEM client certificate chain for mutual TLS (may hold the key too)")  # fmt: skip
+        protection.add_argument("--admin-key", default=env("TIDELOG_ADMIN_KEY"), metavar="FILE",
+                                help="PEM private key of --admin-cert")  # fmt: skip
+        protection.add_argument("--admin-server-name", default=env("TIDELOG_ADMIN_SERVER_NAME"), metavar="NAME",
+                                help="the name the broker's certificate must carry (if not the host)")  # fmt: skip
+        protection.add_argument("--admin-token-file", default=env("TIDELOG_ADMIN_TOKEN_FILE"), metavar="FILE",
+                                help="file whose first line is the bearer token to send")  # fmt: skip
         parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per call")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.set_defaults(func=_run(command))

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[Any]:
     """Sub-command modules that exist in this build (each has ``register(subparsers)``)."""
+    # gRPC's core, unless told otherwise before it loads, prints INFO lines on stderr (a failed TLS
+    # handshake: the CLI's own one-line error says it); the CLI's and the broker's logs suffice.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     modules = []
     # tidelog.operator.main: `tidelog operator` (imported by name: it loads kopf only when it runs).
     names = ("tidelog.broker.cli.clientcmds", "tidelog.broker.cli.brokercmd", "tidelog.broker.cli.clustercmds",

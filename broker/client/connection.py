@@ -5,7 +5,9 @@ requests in order (Kafka answers in request order per connection), checking corr
 request without an answer in time fails with ``RequestTimeoutError`` and closes the connection
 (the stream can no longer be trusted to line up); a broken connection fails every pending request
 with ``BrokerConnectionError``. ``open`` performs the ApiVersions handshake first, then
-:meth:`BrokerConnection.version` gives the negotiated version per API.
+:meth:`BrokerConnection.version` gives the negotiated version per API. On a SASL listener the
+caller passes ``authenticate``, run right after ApiVersions (a SASL mechanism's exchange, e.g.
+``tidelog.broker.security.sasl_client``: this layer knows no mechanism).
 
 asyncio streams are used: the client is not the broker's hot path. ``drain()`` after each write is
 the backpressure. Neighbours: ``messages`` (encoding), ``cluster`` (one connection per broker).
@@ -19,7 +21,7 @@ import itertools
 import ssl as ssl_
 import struct
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,9 @@ _INT16 = struct.Struct(">h")
 MAX_RESPONSE_BYTES = 1 << 30
 SOFTWARE_NAME = "tidelog"
 SOFTWARE_VERSION = "0.1.0"
+
+
+Authenticator = Callable[["BrokerConnection"], Awaitable[None]]
 
 
 @dataclass
@@ -77,8 +82,10 @@ class BrokerConnection:
         connect_timeout: float = 10.0,
         request_timeout: float = 30.0,
         ssl: ssl_.SSLContext | None = None,
+        authenticate: Authenticator | None = None,
     ) -> BrokerConnection:
-        """Connect to ``host:port`` (over TLS with ``ssl``) and negotiate API versions."""
+        """Connect to ``host:port`` (over TLS with ``ssl``), negotiate API versions, then
+        ``authenticate`` (SASL) if given; the connection is closed if any of it fails."""
         try:
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
@@ -91,6 +98,8 @@ class BrokerConnection:
         conn = cls(host, port, reader, writer, client_id=client_id, request_timeout=request_timeout)
         try:
             await conn._handshake()
+            if authenticate is not None:
+                await authenticate(conn)
         except BaseException:
             await conn.close()
             raise

@@ -23,7 +23,7 @@ from typing import Any
 
 from tidelog.broker.client import messages
 from tidelog.broker.client.batches import iter_batches
-from tidelog.broker.client.connection import BrokerConnection
+from tidelog.broker.client.connection import Authenticator, BrokerConnection
 from tidelog.broker.client.errors import BrokerConnectionError, RequestTimeoutError
 from tidelog.broker.client.fetchwire import decode_fetch_response
 from tidelog.broker.client.versions import ApiKey
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 OFFSET_OUT_OF_RANGE = 1
 _STALE = frozenset({3, 5, 6, 74, 75})
+# UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED: logged as errors,
+# retried slowly (connection.failed.authentication.delay.ms slows each attempt on the leader too)
+_AUTHENTICATION = frozenset({33, 34, 58})
+AUTH_FAILURE_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class FetchSettings:
     response_max_bytes: int = 10 * 1024 * 1024  # replica.fetch.response.max.bytes
     backoff_ms: int = 1000  # replica.fetch.backoff.ms
     ssl: ssl.SSLContext | None = None  # TLS to the leaders (an SSL inter-broker listener)
+    authenticate: Authenticator | None = None  # SASL to the leaders (a SASL inter-broker listener)
 
 
 class LeaderFetcher:
@@ -110,6 +115,7 @@ class LeaderFetcher:
                 client_id=f"tidelog-replica-{self.settings.replica_id}",
                 connect_timeout=5.0,
                 ssl=self.settings.ssl,
+                authenticate=self.settings.authenticate,
             )
         return self._conn
 
@@ -133,7 +139,16 @@ class LeaderFetcher:
                     await self._fetch(conn, active)
             except asyncio.CancelledError:
                 raise
-            except (BrokerConnectionError, RequestTimeoutError, OSError, KafkaError) as exc:
+            except KafkaError as exc:
+                if exc.error_code not in _AUTHENTICATION:
+                    log.info("replication from broker %d: %s; retrying", self.leader_id, exc)
+                    backoff = self.settings.backoff_ms / 1000
+                else:  # a wrong inter-broker login: nothing is copied until someone fixes it
+                    log.error("replication from broker %d: cannot authenticate: %s; retrying", self.leader_id, exc)
+                    backoff = max(self.settings.backoff_ms / 1000, AUTH_FAILURE_BACKOFF_S)
+                await self._disconnect()
+                await asyncio.sleep(backoff)
+            except (BrokerConnectionError, RequestTimeoutError, OSError) as exc:
                 log.info("replication from broker %d: %s; retrying", self.leader_id, exc)
                 await self._disconnect()
                 await asyncio.sleep(self.settings.backoff_ms / 1000)

@@ -34,6 +34,7 @@ class SaslSession:
         self.credentials = credentials
         self.mechanism: str | None = None
         self.principal = "User:ANONYMOUS"
+        self.user: str | None = None  # the user name the client gave (for logs; never its secret)
         self.authenticated = False
         self._scram: scram.ScramServer | None = None
 
@@ -75,6 +76,7 @@ class SaslSession:
 
     async def _plain(self, token: bytes) -> Answer:
         authzid, user, password = token.decode("utf-8").split("\0")
+        self.user = user
         if authzid and authzid != user:
             return self._failed()
         creds = await self.credentials.get(user)
@@ -87,7 +89,7 @@ class SaslSession:
         assert self._scram is not None
         assert self.mechanism is not None
         if not self._scram.username:
-            user = self._scram.first(token)
+            user = self.user = self._scram.first(token)
             credential = (await self.credentials.get(user)).get(self.mechanism)
             return Answer(auth_bytes=self._scram.server_first(credential))
         final = self._scram.final(token)

@@ -35,6 +35,9 @@ from tidelog.broker.log.manager import LogManager, ManagerSettings
 from tidelog.broker.metrics.broker_metrics import BrokerMetrics, GroupRow
 from tidelog.broker.replication.fetcher import FetchSettings
 from tidelog.broker.replication.manager import ReplicaManager, ReplicationSettings
+from tidelog.broker.security.acl import Authorizer
+from tidelog.broker.security.acl_store import AclStore, FileAcls, StoreAcls
+from tidelog.broker.security.auth_limiter import FailedAuthLimiter
 from tidelog.broker.security.credentials import FileCredentials, StoreCredentials
 from tidelog.broker.security.sasl import SaslSession
 from tidelog.broker.server.config import BrokerConfig
@@ -60,6 +63,9 @@ class Broker:
         self.replicas: ReplicaManager | None = None
         self.incarnation = uuid.uuid4().hex[:12]
         self.admin: AdminServer | None = None
+        self.authorizer = Authorizer(config.super_users, config.allow_everyone_if_no_acl) if config.authorizer else None
+        self.acls: AclStore | None = None
+        self.auth_limiter = FailedAuthLimiter(config.failed_auth_limit)
 
     async def _join_cluster(self) -> ClusterCatalog | None:
         """Open the metadata store and wait for the first full view of the cluster (members only)."""
@@ -69,6 +75,8 @@ class Broker:
             return None
         await self.store.open()
         self.meta = ClusterMetadata(self.store)
+        if self.authorizer is not None:  # mirrors acls/ from the first listing on
+            self.acls = StoreAcls(self.store, self.meta, self.authorizer)
         await self.meta.start()
         log.info("joined cluster %s through %s", self.meta.cluster_id, c.metadata_store)
         return ClusterCatalog(self.meta, c.log_defaults, c.min_insync_replicas)
@@ -77,6 +85,8 @@ class Broker:
         c = self.config
         c.data_dir.mkdir(parents=True, exist_ok=True)
         catalog = await self._join_cluster()
+        if self.authorizer is not None and self.acls is None:
+            self.acls = FileAcls(c.data_dir, self.authorizer)
         topics: TopicStore | ClusterCatalog = catalog or TopicStore(c.data_dir, c.log_defaults)
         settings = ManagerSettings(
             max_open_files=c.max_open_files,
@@ -105,6 +115,7 @@ class Broker:
                     max_wait_ms=c.replica_fetch_wait_max_ms,
                     partition_max_bytes=c.replica_fetch_max_bytes,
                     ssl=c.client_tls,
+                    authenticate=c.inter_broker_sasl.authenticate if c.inter_broker_sasl is not None else None,
                 ),
             ),
             self.logs,
@@ -142,6 +153,8 @@ class Broker:
             observe=self.metrics.observe,
             cluster=self.meta,
             credentials=StoreCredentials(self.store) if self.store is not None else FileCredentials(c.data_dir),
+            authorizer=self.authorizer,
+            acls=self.acls,
         )
         if c.metrics_port:
             self.metrics.serve(c.metrics_host, c.metrics_port)
@@ -240,8 +253,20 @@ class Broker:
             log.warning("admin.listener=%s ignored: the admin API serves cluster members only", c.admin_listener)
             return
         host, _, port = c.admin_listener.rpartition(":")
-        self.admin = await start_admin_server(MetadataAdmin(self.meta, topics), host or "127.0.0.1", int(port))
-        log.info("admin API (gRPC) on %s:%d", host, self.admin.port)
+        security = c.admin_security
+        self.admin = await start_admin_server(
+            MetadataAdmin(self.meta, topics, self.ctx.credentials if self.ctx else None, self.acls),
+            host or "127.0.0.1",
+            int(port),
+            tls=security.tls,
+            tokens=security.tokens,
+            health_address=security.health_listener or None,
+        )
+        log.info("admin API (gRPC) on %s:%d (%s)", host, self.admin.port, security.describe())
+        if self.admin.health_port:
+            log.info("admin health service (plain gRPC) on port %d", self.admin.health_port)
+        if security.tokens is not None and security.tls is None:
+            log.warning("admin API: bearer tokens over plain gRPC travel in clear (set admin.ssl.keystore.location)")
         await self.meta.register(self._registration())
 
     def _keeps(self, topics: TopicStore | ClusterCatalog, topic: str, partition: int) -> bool:
@@ -340,6 +365,7 @@ class Broker:
             zero_copy,
             sasl,
             self.config.failed_auth_delay_ms / 1000,
+            self.auth_limiter,
         )
         self.connections.add(conn)
         self.metrics.observe("connections", len(self.connections))

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidelog.broker.log.config import InvalidConfigError, LogConfig
-from tidelog.broker.security import sasl
-from tidelog.broker.server import config_providers, tls
+from tidelog.broker.security import acl, sasl
+from tidelog.broker.security.sasl_client import LOGIN_MODULES, SaslLogin
+from tidelog.broker.server import admin_security, config_providers, tls
 from tidelog.broker.server.listeners import Endpoint, Listeners, build_listeners
 
 LOOPBACK = Endpoint("PLAINTEXT", "127.0.0.1", 9092)
 _SASL_KEY = re.compile(r"^(listener\.name\.[a-z0-9_-]+\.)?sasl\.enabled\.mechanisms$")
+_JAAS_KEY = re.compile(r"^(listener\.name\.[a-z0-9_-]+\.[a-z0-9-]+\.)?sasl\.jaas\.config$")
 
 # broker property -> topic config it sets the default of
 LOG_DEFAULTS = {
@@ -91,7 +93,18 @@ BROKER_KEYS = {
     "controlled.shutdown.timeout.ms",
     "admin.listener",
     "connection.failed.authentication.delay.ms",
+    "connection.failed.authentication.max.per.minute",
+    "sasl.mechanism.inter.broker.protocol",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
 }
+# authorizer.class.name values that turn on Tidelog's authorizer (Kafka's ACL semantics).
+AUTHORIZERS = (
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+    "tidelog",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,11 @@ class BrokerConfig:
     client_tls: ssl.SSLContext | None = None  # to other brokers, when the inter-broker listener is SSL
     sasl_mechanisms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # SASL listener -> mechanisms
     failed_auth_delay_ms: int = 100  # connection.failed.authentication.delay.ms
+    failed_auth_limit: int = 30  # connection.failed.authentication.max.per.minute (Tidelog's; 0 = no limit)
+    inter_broker_sasl: SaslLogin | None = None  # this broker's login to the others (a SASL inter-broker listener)
+    authorizer: bool = False  # authorizer.class.name set: ACLs are enforced
+    super_users: frozenset[str] = frozenset()  # super.users
+    allow_everyone_if_no_acl: bool = False  # allow.everyone.if.no.acl.found
     data_dir: Path = Path("data")
     num_partitions: int = 1
     default_replication_factor: int = 1
@@ -142,6 +160,7 @@ class BrokerConfig:
     controlled_shutdown: bool = True
     controlled_shutdown_timeout_ms: int = 30_000
     admin_listener: str = ""  # HOST:PORT of the gRPC admin API ("" = off)
+    admin_security: admin_security.AdminSecurity = field(default_factory=admin_security.AdminSecurity)
     log_defaults: LogConfig = field(default_factory=LogConfig)
 
     # The inter-broker listener's addresses (the one a lone broker's messages and logs name).
@@ -220,7 +239,12 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
     unknown = sorted(
         k
         for k in props
-        if k not in BROKER_KEYS and k not in LOG_DEFAULTS and not tls.is_tls_key(k) and not _SASL_KEY.match(k)
+        if k not in BROKER_KEYS
+        and k not in LOG_DEFAULTS
+        and not tls.is_tls_key(k)
+        and not _SASL_KEY.match(k)
+        and not _JAAS_KEY.match(k)
+        and k not in admin_security.KEYS
     )
     if unknown:
         raise InvalidConfigError(f"unknown broker config: {', '.join(unknown)}")
@@ -263,6 +287,11 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         client_tls=client_tls,
         sasl_mechanisms=sasl_listeners,
         failed_auth_delay_ms=integer("connection.failed.authentication.delay.ms", 100),
+        failed_auth_limit=integer("connection.failed.authentication.max.per.minute", 30),
+        inter_broker_sasl=_inter_broker_sasl(props, listeners, sasl_listeners),
+        authorizer=_authorizer(props.get("authorizer.class.name", "")),
+        super_users=_super_users(props.get("super.users", "")),
+        allow_everyone_if_no_acl=boolean("allow.everyone.if.no.acl.found", False),
         data_dir=Path(props.get("log.dirs", props.get("log.dir", "data")).split(",")[0]),
         num_partitions=integer("num.partitions", 1),
         default_replication_factor=integer("default.replication.factor", 1),
@@ -298,8 +327,55 @@ def build(props: Mapping[str, str]) -> BrokerConfig:
         controlled_shutdown=boolean("controlled.shutdown.enable", True),
         controlled_shutdown_timeout_ms=integer("controlled.shutdown.timeout.ms", 30_000),
         admin_listener=props.get("admin.listener", ""),
+        admin_security=admin_security.build(props),
         log_defaults=log_defaults,
     )
+
+
+def _inter_broker_sasl(
+    props: Mapping[str, str], listeners: Listeners, mechanisms: Mapping[str, tuple[str, ...]]
+) -> SaslLogin | None:
+    """The brokers' own login when they replicate over SASL: ``sasl.mechanism.inter.broker.protocol``
+    and ``listener.name.<l>.<mechanism>.sasl.jaas.config`` (or ``sasl.jaas.config``)."""
+    inter = listeners.inter_broker
+    protocol = listeners.protocols[inter]
+    if not protocol.startswith("SASL_"):
+        return None
+    mechanism = props.get("sasl.mechanism.inter.broker.protocol", "").strip().upper()
+    if not mechanism:
+        raise InvalidConfigError(
+            f"inter.broker.listener.name={inter} is {protocol}: set sasl.mechanism.inter.broker.protocol "
+            f"(one of {', '.join(mechanisms[inter])}) and the brokers' login in "
+            f"listener.name.{inter.lower()}.<mechanism>.sasl.jaas.config"
+        )
+    if mechanism not in mechanisms[inter]:
+        raise InvalidConfigError(
+            f"sasl.mechanism.inter.broker.protocol={mechanism}: not enabled on listener {inter} "
+            f"(sasl.enabled.mechanisms: {', '.join(mechanisms[inter])})"
+        )
+    key = f"listener.name.{inter.lower()}.{mechanism.lower()}.sasl.jaas.config"
+    what = key if props.get(key) else "sasl.jaas.config"
+    jaas = props.get(what)
+    if not jaas:
+        raise InvalidConfigError(
+            f"inter.broker.listener.name={inter} is {protocol}: the brokers' own login is missing: set {key} "
+            f"(or sasl.jaas.config) to '{LOGIN_MODULES.get(mechanism, '...')} required "
+            'username="..." password="...";\''
+        )
+    return SaslLogin.from_jaas(mechanism, jaas, what)
+
+
+def _authorizer(name: str) -> bool:
+    if name and name not in AUTHORIZERS:
+        raise InvalidConfigError(f"authorizer.class.name={name}: supported are {', '.join(AUTHORIZERS)}")
+    return bool(name)
+
+
+def _super_users(value: str) -> frozenset[str]:
+    try:
+        return acl.parse_principals(value)
+    except ValueError as exc:
+        raise InvalidConfigError(str(exc)) from None
 
 
 def load(

@@ -27,7 +27,14 @@ from tidelog.broker.log.files import FileRegion
 from tidelog.broker.protocol import frames, messages
 from tidelog.broker.protocol.errors import KafkaError
 from tidelog.broker.protocol.wire import I32
-from tidelog.broker.security.sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE, SaslSession
+from tidelog.broker.security.auth_limiter import FailedAuthLimiter
+from tidelog.broker.security.sasl import (
+    SASL_AUTHENTICATE,
+    SASL_AUTHENTICATION_FAILED,
+    SASL_HANDSHAKE,
+    Answer,
+    SaslSession,
+)
 from tidelog.broker.server import tls
 from tidelog.broker.server.sender import Part, Sender
 
@@ -63,6 +70,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         zero_copy: bool = True,
         sasl: SaslSession | None = None,
         failed_auth_delay_s: float = 0.1,
+        auth_limiter: FailedAuthLimiter | None = None,
     ) -> None:
         self.ctx = ctx
         self.max_request_bytes = max_request_bytes
@@ -72,6 +80,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.zero_copy = zero_copy
         self.sasl = sasl  # a SASL listener's authentication state (None elsewhere)
         self.failed_auth_delay_s = failed_auth_delay_s
+        self.auth_limiter = auth_limiter
         self._close_after_flush = False
         self.sender: Sender | None = None
         self.peer = "?"
@@ -264,9 +273,22 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     async def _sasl_authenticate(self, version: int, token: bytes) -> Outcome:
         assert self.sasl is not None
-        answer = await self.sasl.authenticate(token)
+        address, limiter = self.ctx.client_host, self.auth_limiter
+        wait = limiter.blocked_for(address) if limiter is not None else 0.0
+        if limiter is not None and wait > 0:
+            if limiter.first_refusal(address):
+                log.warning("refusing SASL authentication from %s for %.0f s: %d failed attempts within a minute",
+                            address, wait, limiter.limit)  # fmt: skip
+            answer = Answer(SASL_AUTHENTICATION_FAILED, "too many failed authentications from this address; "
+                            "try again later", failed=True)  # fmt: skip
+        else:
+            answer = await self.sasl.authenticate(token)
+            if answer.failed:
+                log.warning("authentication failed: user %s, %s, from %s (%s)", self.sasl.user or "?",
+                            self.sasl.mechanism, self.peer, answer.message)  # fmt: skip
+                if limiter is not None:
+                    limiter.failed(address)
         if answer.failed:
-            log.warning("authentication failed: %s from %s (%s)", self.sasl.mechanism, self.peer, answer.message)
             self.observe("error", (SASL_AUTHENTICATE, answer.error_code))
             await asyncio.sleep(self.failed_auth_delay_s)  # connection.failed.authentication.delay.ms
             self._close_after_flush = True

@@ -8,8 +8,9 @@ tells clients of each one.
   127.0.0.1, Tidelog's choice for a laptop; Kafka would use the host name).
 - ``listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT``: the protocol of each
   name (PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL map to themselves by default); all four are
-  served (TLS: ``tls``; SASL: ``tidelog.broker.security.sasl``), except that brokers do not yet
-  replicate over SASL: a SASL inter-broker listener is refused at start.
+  served (TLS: ``tls``; SASL: ``tidelog.broker.security.sasl``), and all four can carry replication
+  (a SASL one needs the brokers' own login: ``tidelog.broker.security.sasl_client``, checked in
+  ``config``).
 - ``inter.broker.listener.name``: the listener brokers replicate over (default: the first one).
 
 A client's Metadata/FindCoordinator/DescribeCluster answer carries the addresses of the listener
@@ -133,9 +134,4 @@ def build_listeners(
     inter = (inter_broker or names[0]).upper()
     if inter not in names:
         raise InvalidConfigError(f"inter.broker.listener.name={inter_broker}: not in listeners ({listeners})")
-    if protocols[inter].startswith("SASL_"):
-        raise InvalidConfigError(
-            f"inter.broker.listener.name={inter}: brokers do not replicate over SASL yet; "
-            "name a PLAINTEXT or SSL listener (mutual TLS authenticates brokers)"
-        )
     return Listeners(tuple(bound), tuple(adv), {n: protocols[n] for n in names}, inter)

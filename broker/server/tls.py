@@ -138,9 +138,10 @@ def _load_truststore(ctx: ssl.SSLContext, s: TlsSettings, what: str) -> None:
         raise InvalidConfigError(f"{what}: the truststore holds no PEM certificate: {exc}") from None
 
 
-def server_context(s: TlsSettings, listener: str) -> ssl.SSLContext:
-    """The SSL listener's context; a missing or unreadable key is INVALID_CONFIG at start."""
-    what = f"listener {listener}"
+def server_context(s: TlsSettings, listener: str, *, what: str | None = None) -> ssl.SSLContext:
+    """The SSL listener's context; a missing or unreadable key is INVALID_CONFIG at start. ``what``
+    names the settings' owner in messages (default ``listener <name>``; the admin API uses it too)."""
+    what = what or f"listener {listener}"
     if s.keystore is None:
         raise InvalidConfigError(f"{what} is SSL but has no ssl.keystore.location (its key and certificate)")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

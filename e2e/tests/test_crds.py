@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 from apiserver import ApiServer, run_apiserver  # type: ignore[import-not-found]
 
-from tidelog.operator import crd, desired, schema
+from tidelog.operator import crd, desired, desired_tls, schema
 from tidelog.operator.models import ClusterSpec
 from tidelog.operator.names import ClusterRef
 
@@ -193,6 +194,7 @@ def test_topic_nonsense_is_rejected(api: Api, ns: str) -> None:
 
 PATHS = {
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
     "Service": "/api/v1/namespaces/{ns}/services",
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
@@ -223,15 +225,37 @@ PATHS = {
             },
         },
         {"listeners": {"external": {"type": "LoadBalancer"}}, "metrics": {"enabled": False}},
+        {
+            "listeners": {
+                "internal": {"tls": True, "authentication": "tls"},
+                "external": {
+                    "type": "LoadBalancer",
+                    "tls": True,
+                    "authentication": "scram-sha-512",
+                    "alternativeNames": ["kafka.example.com"],
+                },
+            },
+            "certificates": {"validityDays": 30, "renewBeforeDays": 10},
+        },
     ],
-    ids=["defaults", "everything", "loadbalancer"],
+    ids=["defaults", "everything", "loadbalancer", "tls"],
 )
 def test_desired_objects_pass_the_api_servers_validation(api: Api, ns: str, spec: dict[str, Any]) -> None:
     """The builders' output, from a spec as the API server defaulted it, by strict server-side dry run."""
     name = f"c{uuid.uuid4().hex[:5]}"
     created = api.ok("POST", f"{GROUP_PATH}/namespaces/{ns}/clusters", _cluster(name, **spec))
     ref = ClusterRef.from_body(created)
-    objects = desired.desired_objects(ref, schema.load(ClusterSpec, created["spec"]))
+    cluster_spec = schema.load(ClusterSpec, created["spec"])
+    objects = desired.desired_objects(ref, cluster_spec)
+    if desired_tls.secured(cluster_spec):  # the Secrets and the pod template that mounts them
+        names = {b: desired_tls.broker_sans(ref, b, ("kafka.example.com",)) for b in range(cluster_spec.replicas)}
+        pki = desired_tls.plan_pki(ref, cluster_spec, None, None, names, {}, datetime.now(UTC))
+        objects = [
+            *desired.desired_objects(ref, cluster_spec, certificates=pki.annotation),
+            desired_tls.ca_secret(ref, pki.ca),
+            desired_tls.broker_secret(ref, pki.certs, pki.ca.bundle),
+            desired_tls.ca_cert_secret(ref, pki.ca.bundle, pki.ca.generation),
+        ]
     for obj in objects:
         path = PATHS[obj["kind"]].format(ns=ns) + "?dryRun=All&fieldValidation=Strict"
         code, out = api.call("POST", path, obj)

@@ -43,7 +43,22 @@ ALL_OPTIONS: dict[str, Any] = {
             "replicas": 3,
             "storage": {"size": "20Gi", "deleteClaim": True},
             "config": {"num.partitions": 6, "min.insync.replicas": "2"},
-            "listeners": {"external": {"type": "NodePort", "nodePortBase": 31000}},
+            "listeners": {
+                "internal": {"tls": True, "authentication": "tls"},
+                "external": {
+                    "type": "NodePort",
+                    "nodePortBase": 31000,
+                    "tls": True,
+                    "authentication": "scram-sha-512",
+                    "alternativeNames": ["kafka.example.com"],
+                },
+            },
+            "certificates": {
+                "caValidityDays": 730,
+                "validityDays": 90,
+                "renewBeforeDays": 20,
+                "issuer": {"name": "ca-issuer", "kind": "ClusterIssuer"},
+            },
             "rack": {"topologyKey": "topology.kubernetes.io/zone"},
         },
     },
@@ -133,7 +148,7 @@ def test_defaults_render_the_operator_only(helm: Callable[..., subprocess.Comple
 def test_crds_ship_in_the_chart(helm: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     docs = render(helm, "--include-crds")
     crds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
-    assert set(crds) == {"clusters.tidelog.dev", "topics.tidelog.dev"}
+    assert set(crds) == {"clusters.tidelog.dev", "topics.tidelog.dev", "users.tidelog.dev"}
     for name, text in crdgen.render().items():
         assert yaml.safe_load(text) == crds[yaml.safe_load(text)["metadata"]["name"]], name
 
@@ -160,6 +175,12 @@ def test_every_option_on(helm: Callable[..., subprocess.CompletedProcess[str]], 
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert all(m["metadata"]["labels"]["release"] == "prom" for m in monitors)
     assert monitors[0]["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    for role in roles:  # TLS listeners: the operator keeps the CA and broker certificates in Secrets
+        rules = {
+            (g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+        }
+        assert {"get", "create", "patch"} <= rules[("", "secrets")]
+        assert {"get", "create", "patch"} <= rules[("cert-manager.io", "certificates")]
 
 
 def _broker_metric_names() -> set[str]:
@@ -209,8 +230,25 @@ def test_dashboard_and_alerts_use_real_metric_names(
         ({"topics": [{"name": "t", "spec": {"partitions": 1, "replicas": 1, "partition": 2}}]}, "'partition'"),
         ({"topics": [{"name": "t", "spec": {"replicas": 1}}]}, "partitions"),
         ({"logLevel": "verbose"}, "/logLevel"),
+        ({"cluster": {"spec": {"listeners": {"internal": {"authentication": "plain"}}}}}, "authentication"),
+        ({"cluster": {"spec": {"listeners": {"internal": {"tls": "yes"}}}}}, "/cluster/spec/listeners/internal/tls"),
+        ({"cluster": {"spec": {"certificates": {"validityDays": 1}}}}, "/cluster/spec/certificates/validityDays"),
+        ({"cluster": {"spec": {"certificates": {"issuer": {"kind": "Issuer"}}}}}, "name"),
     ],
-    ids=["top-level", "nested", "cluster-spec", "negative-replicas", "quantity", "topic-spec", "required", "enum"],
+    ids=[
+        "top-level",
+        "nested",
+        "cluster-spec",
+        "negative-replicas",
+        "quantity",
+        "topic-spec",
+        "required",
+        "enum",
+        "auth-enum",
+        "tls-bool",
+        "cert-validity",
+        "issuer-name",
+    ],
 )
 def test_schema_rejects(
     helm: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, values: dict[str, Any], error: str

@@ -96,7 +96,7 @@ def test_cluster_clients_see_their_listener_and_brokers_replicate_over_internal(
     ("settings", "message"),
     [
         (["--listen", "SECURE://127.0.0.1:{port}"], "listener SECURE has no security protocol"),
-        (["--listen", "SASL_SSL://127.0.0.1:{port}"], "brokers do not replicate over SASL yet"),
+        (["--listen", "SASL_PLAINTEXT://127.0.0.1:{port}"], "set sasl.mechanism.inter.broker.protocol"),
         (
             ["--listen", "A://127.0.0.1:{port}", "--advertise", "B://h:1",
              "--set", "listener.security.protocol.map=A:PLAINTEXT"],

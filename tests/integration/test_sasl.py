@@ -49,6 +49,7 @@ def _broker_args(pki: Pki, ports: dict[str, int]) -> list[str]:
         "--set", "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
         "--set", f"ssl.keystore.location={pki.broker}",
         "--set", "connection.failed.authentication.delay.ms=50",
+        "--set", "connection.failed.authentication.max.per.minute=0",  # (fuzzing fails often; tested apart)
     ]  # fmt: skip
 
 
@@ -133,12 +134,35 @@ def test_wrong_passwords_and_unknown_users_are_refused(
     while "authentication failed" not in b.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     log = b.log_text()
-    assert f"authentication failed: {mechanism}" in log
+    assert f"authentication failed: user {user}, {mechanism}, from 127.0.0.1:" in log
     assert password not in log.split("authentication failed")[-1]  # the secret is never logged
     with pytest.raises(KafkaPythonError):
         KafkaConsumer(bootstrap_servers=f"127.0.0.1:{ports['SASL']}", security_protocol="SASL_PLAINTEXT",
                       sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password,
-                      request_timeout_ms=5000, api_version_auto_timeout_ms=5000).topics()  # fmt: skip
+                      request_timeout_ms=5000, bootstrap_timeout_ms=5000).topics()  # fmt: skip
+
+
+def test_repeated_failures_block_an_address_even_with_the_right_password(tmp_path: Path, pki: Pki) -> None:
+    ports = {"PLAIN": free_port(), "SASL": free_port(), "SASLS": free_port()}
+    args = [a.replace("max.per.minute=0", "max.per.minute=3") for a in _broker_args(pki, ports)]
+    with tidelog_broker(tmp_path, *args, port=ports["PLAIN"]) as b:
+        _add_user(f"127.0.0.1:{ports['PLAIN']}", "erin", "erin-secret", ScramMechanism.SCRAM_SHA_512)
+        right = {**_sasl(ports["SASL"], "SCRAM-SHA-512", "erin", "erin-secret"), "client.id": "right"}
+        assert AdminClient(right).list_topics(timeout=10) is not None  # fine before any failure
+        with pytest.raises(KafkaPythonError):  # kafka-python retries its bootstrap: more than 3 wrong guesses
+            KafkaConsumer(bootstrap_servers=f"127.0.0.1:{ports['SASL']}", security_protocol="SASL_PLAINTEXT",
+                          sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="erin", sasl_plain_password="guess-1",  # noqa: S106
+                          request_timeout_ms=5000, bootstrap_timeout_ms=5000).topics()  # fmt: skip
+        errors = _auth_errors(right)  # now even the right password is refused from this address
+        assert errors, "the right password was accepted while the address is blocked"
+        assert errors[0].code() == KafkaError._AUTHENTICATION
+        assert "too many failed authentications" in errors[0].str()
+        log = b.log_text()
+        assert "refusing SASL authentication from 127.0.0.1" in log
+        assert log.count("refusing SASL authentication") == 1  # logged once per block, not per attempt
+        assert "authentication failed: user erin, SCRAM-SHA-512, from 127.0.0.1:" in log
+        assert "guess-" not in log
+        assert "erin-secret" not in log
 
 
 def test_requests_before_authentication_close_the_connection(broker: tuple[RunningBroker, dict[str, int]]) -> None:

@@ -6,6 +6,8 @@ listener, and bad TLS settings refused at start with a message."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import ssl
 import subprocess
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 from certs import Pki, make_pki
 from clusterclients import produce, read_all
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 from tidelogbroker import TIDELOG, free_port, tidelog_broker
@@ -117,9 +119,20 @@ def test_mutual_tls_admits_certified_clients_only(broker: dict[str, int], pki: P
     assert acked == {"a", "b", "c"}
     foreign = _librdkafka_tls(pki, port, **{"ssl.certificate.location": str(pki.foreign_client_cert),
                                             "ssl.key.location": str(pki.foreign_client_key)})  # fmt: skip
-    for conf in (_librdkafka_tls(pki, port), foreign):
+    expired = _librdkafka_tls(pki, port, **{"ssl.certificate.location": str(pki.expired_client_cert),
+                                            "ssl.key.location": str(pki.expired_client_key)})  # fmt: skip
+    for conf in (_librdkafka_tls(pki, port), foreign, expired):
         with pytest.raises(KafkaException):
             AdminClient(conf).list_topics(timeout=5)
+    # The expired certificate is refused for its dates: alice's, from the same CA, is admitted (above).
+    late = ssl.create_default_context(cafile=str(pki.ca))
+    late.load_cert_chain(str(pki.expired_client_cert), str(pki.expired_client_key))
+    with (
+        socket.create_connection(("127.0.0.1", port), 5) as raw,
+        late.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock,
+    ):
+        tls_sock.settimeout(5)
+        assert _refused(tls_sock)
     # A raw TLS handshake without a certificate is refused by the broker (TLS 1.3 reports it at the first read).
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     with (
@@ -210,3 +223,47 @@ def test_bad_tls_settings_stop_the_broker_clearly(tmp_path: Path, pki: Pki, sett
     )  # fmt: skip
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+
+
+def _client_hello(pki: Pki) -> bytes:
+    """The first flight of a real TLS client (Python's ssl), taken from a memory BIO."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def test_mangled_tls_handshakes_leave_the_broker_serving(broker: dict[str, int], pki: Pki) -> None:
+    """200 handshakes gone wrong (a real ClientHello with random bytes flipped, cut short, or
+    followed by garbage) while a real client keeps producing over TLS: every record is acknowledged
+    and the broker answers afterwards."""
+    hello = _client_hello(pki)
+    rng = random.Random(9)
+    conf = {"security.protocol": "SSL", "ssl.ca.location": str(pki.ca)}
+    values = [f"v{i}" for i in range(200)]
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{broker['TLS']}", "linger.ms": 1, **conf})
+    acked: list[str] = []
+    for i, value in enumerate(values):
+        mangled = bytearray(hello)
+        kind = i % 3
+        if kind == 0:
+            for _ in range(rng.randint(1, 8)):
+                mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+        elif kind == 1:
+            del mangled[rng.randrange(1, len(mangled)) :]
+        else:
+            mangled += rng.randbytes(rng.randint(1, 2048))
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", broker["TLS"]), 5) as s:
+            s.settimeout(0.1)  # a short hello leaves the broker waiting for the rest: hang up on it
+            s.sendall(bytes(mangled))
+            with contextlib.suppress(OSError):
+                s.recv(4096)
+        producer.produce("tls-fuzz", value.encode(), on_delivery=lambda err, msg: acked.append(msg.value().decode())
+                         if err is None else None)  # fmt: skip
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert sorted(acked) == sorted(values)
+    more, errors = produce(f"127.0.0.1:{broker['TLS']}", "tls-fuzz", ["after"], **conf)
+    assert (more, errors) == ({"after"}, [])

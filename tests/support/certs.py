@@ -5,9 +5,15 @@ foreign CA with a client of its own. PEM files, as Kafka's ``ssl.keystore.type=P
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -26,6 +32,8 @@ class Pki:
     foreign_ca: Path
     foreign_client_key: Path  # "CN=mallory", signed by ``foreign_ca``
     foreign_client_cert: Path
+    expired_client_key: Path  # "CN=expired", signed by ``ca``, valid only in 2020
+    expired_client_cert: Path
 
 
 def _ca(d: Path, name: str) -> None:
@@ -43,6 +51,29 @@ def _leaf(d: Path, ca: str, name: str, subject: str, san: str | None) -> None:
     (d / f"{name}.keystore.pem").write_text((d / f"{name}.key").read_text() + (d / f"{name}.crt").read_text())
 
 
+def _expired_leaf(d: Path, ca: str, name: str) -> None:
+    """A client certificate signed by ``ca`` whose validity ended in 2020 (openssl 3.0's ``x509`` cannot
+    backdate one, so ``cryptography`` signs it)."""
+    ca_key = serialization.load_pem_private_key((d / f"{ca}.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((d / f"{ca}.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (d / f"{name}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def make_pki(d: Path) -> Pki:
     d.mkdir(parents=True, exist_ok=True)
     _ca(d, "test-ca")
@@ -50,6 +81,7 @@ def make_pki(d: Path) -> Pki:
     _leaf(d, "test-ca", "broker", "/CN=tidelog-broker", "IP:127.0.0.1,IP:127.0.0.2,DNS:localhost")
     _leaf(d, "test-ca", "alice", "/O=tidelog-tests/CN=alice", None)
     _leaf(d, "foreign-ca", "mallory", "/CN=mallory", None)
+    _expired_leaf(d, "test-ca", "expired")
     return Pki(
         ca=d / "test-ca.pem",
         broker=d / "broker.keystore.pem",
@@ -59,4 +91,6 @@ def make_pki(d: Path) -> Pki:
         foreign_ca=d / "foreign-ca.pem",
         foreign_client_key=d / "mallory.key",
         foreign_client_cert=d / "mallory.crt",
+        expired_client_key=d / "expired.key",
+        expired_client_cert=d / "expired.crt",
     )

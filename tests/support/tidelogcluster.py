@@ -36,6 +36,7 @@ class TidelogCluster:
     etcd_links: dict[int, Link] = field(default_factory=dict)
     external_ports: dict[int, int] = field(default_factory=dict)
     sasl_ports: dict[int, int] = field(default_factory=dict)
+    client_conf: dict[str, str] = field(default_factory=dict)  # librdkafka settings for ``bootstrap``
 
     @property
     def external_bootstrap(self) -> str:
@@ -82,7 +83,7 @@ def _admin_port(b: RunningBroker) -> int:
 def _sees_everyone(cluster: TidelogCluster, size: int) -> bool:
     """Every broker's Metadata answer lists ``size`` brokers and a controller."""
     for b in cluster.brokers.values():
-        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+        md = AdminClient({**cluster.client_conf, "bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
         if len(md.brokers) != size or md.controller_id < 0:
             return False
     return True
@@ -106,6 +107,9 @@ def tidelog_cluster(
     external: bool = False,
     replication_tls: bool = False,
     sasl: bool = False,
+    listener: str | None = None,
+    client_conf: dict[str, str] | None = None,
+    before_start: Callable[[EtcdServer], None] | None = None,
 ) -> Iterator[TidelogCluster]:
     """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
     ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring).
@@ -113,7 +117,10 @@ def tidelog_cluster(
     EXTERNAL on 127.0.0.2 (``external_ports``, ``external_bootstrap``).
     ``replication_tls``: a second listener REPLICATION on 127.0.0.1 for the brokers' own traffic
     (``extra`` names its protocol and TLS settings).
-    ``sasl``: a second listener SASL (SASL_PLAINTEXT, SCRAM) on 127.0.0.1 (``sasl_ports``)."""
+    ``sasl``: a second listener SASL (SASL_PLAINTEXT, SCRAM) on 127.0.0.1 (``sasl_ports``).
+    ``listener``: the one listener is named after this protocol (``SASL_SSL``: ``extra`` holds its
+    settings), and ``client_conf`` holds what a librdkafka client needs to talk to it.
+    ``before_start``: called with the etcd server before any broker starts (seed users, ...)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
@@ -123,6 +130,8 @@ def tidelog_cluster(
         etcd_links: dict[int, Link] = {}
         external_ports: dict[int, int] = {}
         sasl_ports: dict[int, int] = {}
+        if before_start is not None:
+            before_start(etcd)
         try:
             for broker_id in range(1, size + 1):
                 port, metrics_port = free_port(), free_port()
@@ -149,6 +158,8 @@ def tidelog_cluster(
                         "--listen", f"PLAINTEXT://127.0.0.1:{port},SASL://127.0.0.1:{sasl_port}",
                         "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT",
                     ]  # fmt: skip
+                if listener:
+                    network += ["--listen", f"{listener}://127.0.0.1:{port}"]
                 if replication_tls:
                     network += ["--listen", f"PLAINTEXT://127.0.0.1:{port},REPLICATION://127.0.0.1:{free_port()}"]
                 args = [
@@ -174,7 +185,15 @@ def tidelog_cluster(
                 wait_for_port(b.port, b.proc, b.log_path)
                 admin_ports[broker_id] = _admin_port(b)
             cluster = TidelogCluster(
-                etcd, brokers, "test", admin_ports, kafka_links, etcd_links, external_ports, sasl_ports
+                etcd,
+                brokers,
+                "test",
+                admin_ports,
+                kafka_links,
+                etcd_links,
+                external_ports,
+                sasl_ports,
+                dict(client_conf or {}),
             )
             try:
                 wait_until(lambda: _sees_everyone(cluster, size), 30, f"every broker seeing {size} brokers")

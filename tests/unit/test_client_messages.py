@@ -22,6 +22,8 @@ BATCH = build_batch([Record(0, 1000, b"k", b"v")])
 # One description per API, with the fields of the newest version; build() keeps what each version has.
 REQUESTS: dict[ApiKey, dict[str, Any]] = {
     ApiKey.API_VERSIONS: {"client_software_name": "tidelog", "client_software_version": "0.1.0"},
+    ApiKey.SASL_HANDSHAKE: {"mechanism": "SCRAM-SHA-512"},
+    ApiKey.SASL_AUTHENTICATE: {"auth_bytes": b"n,,n=broker,r=nonce"},
     ApiKey.METADATA: {
         "topics": [{"name": "t", "topic_id": None}],
         "allow_auto_topic_creation": False,

@@ -40,7 +40,6 @@ def test_a_bare_address_is_the_plaintext_listener() -> None:
         ("", None, None, None, "no listener"),
         ("A://h:1", None, None, None, "add A:PLAINTEXT to listener.security.protocol.map"),
         ("A://h:1", None, "A:TLS", None, "expected NAME:PROTOCOL"),
-        ("SASL_SSL://h:1", None, None, None, "brokers do not replicate over SASL yet"),
         ("A://h:1", "B://x:2", "A:PLAINTEXT", None, "advertised.listeners names B"),
         ("A://h:1", None, "A:PLAINTEXT", "C", "inter.broker.listener.name=C"),
     ],

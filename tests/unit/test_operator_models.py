@@ -82,7 +82,7 @@ def test_cluster_spec_validation_keywords() -> None:
     assert spec["resources"]["properties"]["limits"]["additionalProperties"] == {"x-kubernetes-int-or-string": True}
 
 
-@pytest.mark.parametrize("c", [crd.cluster_crd(), crd.topic_crd()], ids=["cluster", "topic"])
+@pytest.mark.parametrize("c", [crd.cluster_crd(), crd.topic_crd(), crd.user_crd()], ids=["cluster", "topic", "user"])
 def test_schemas_are_structural(c: dict[str, Any]) -> None:
     """Every node has a type (or is int-or-string / preserves unknown fields), and every property
     has a description, as the API server and `kubectl explain` want."""

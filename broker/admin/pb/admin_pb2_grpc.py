@@ -89,6 +89,31 @@ class AdminStub:
                 request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartRequest.SerializeToString,
                 response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartResponse.FromString,
                 _registered_method=True)
+        self.SetScramUser = channel.unary_unary(
+                '/tidelog.admin.v1.Admin/SetScramUser',
+                request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserRequest.SerializeToString,
+                response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteScramUser = channel.unary_unary(
+                '/tidelog.admin.v1.Admin/DeleteScramUser',
+                request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserRequest.SerializeToString,
+                response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserResponse.FromString,
+                _registered_method=True)
+        self.ListScramUsers = channel.unary_unary(
+                '/tidelog.admin.v1.Admin/ListScramUsers',
+                request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersRequest.SerializeToString,
+                response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersResponse.FromString,
+                _registered_method=True)
+        self.SetAcls = channel.unary_unary(
+                '/tidelog.admin.v1.Admin/SetAcls',
+                request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsRequest.SerializeToString,
+                response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsResponse.FromString,
+                _registered_method=True)
+        self.ListAcls = channel.unary_unary(
+                '/tidelog.admin.v1.Admin/ListAcls',
+                request_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsRequest.SerializeToString,
+                response_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -168,6 +193,40 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetScramUser(self, request, context):
+        """Create or replace a user's SCRAM credential (the broker salts the password; it stores no password).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteScramUser(self, request, context):
+        """Remove every SCRAM credential of a user (deleting a user that has none is not an error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScramUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAcls(self, request, context):
+        """Make a principal's ACL bindings exactly these (drift is reverted; an empty list removes them all).
+        FAILED_PRECONDITION with Kafka's SECURITY_DISABLED (54) when the brokers run no authorizer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAcls(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +284,31 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CanRestart,
                     request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartRequest.FromString,
                     response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartResponse.SerializeToString,
+            ),
+            'SetScramUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetScramUser,
+                    request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserRequest.FromString,
+                    response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserResponse.SerializeToString,
+            ),
+            'DeleteScramUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteScramUser,
+                    request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserRequest.FromString,
+                    response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserResponse.SerializeToString,
+            ),
+            'ListScramUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScramUsers,
+                    request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersRequest.FromString,
+                    response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersResponse.SerializeToString,
+            ),
+            'SetAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAcls,
+                    request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsRequest.FromString,
+                    response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsResponse.SerializeToString,
+            ),
+            'ListAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAcls,
+                    request_deserializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsRequest.FromString,
+                    response_serializer=tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +608,141 @@ class Admin:
             '/tidelog.admin.v1.Admin/CanRestart',
             tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartRequest.SerializeToString,
             tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.CanRestartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetScramUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidelog.admin.v1.Admin/SetScramUser',
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserRequest.SerializeToString,
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetScramUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteScramUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidelog.admin.v1.Admin/DeleteScramUser',
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserRequest.SerializeToString,
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.DeleteScramUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScramUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidelog.admin.v1.Admin/ListScramUsers',
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersRequest.SerializeToString,
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListScramUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidelog.admin.v1.Admin/SetAcls',
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsRequest.SerializeToString,
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.SetAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidelog.admin.v1.Admin/ListAcls',
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsRequest.SerializeToString,
+            tidelog_dot_broker_dot_admin_dot_pb_dot_admin__pb2.ListAclsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,16 @@ class AdminStub:
     """Even out replicas and leaders across the live brokers; answers with the plan that was started."""
     CanRestart: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CanRestartRequest, _admin_pb2.CanRestartResponse]
     """Can this broker restart now without any partition dropping below min.insync.replicas?"""
+    SetScramUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetScramUserRequest, _admin_pb2.SetScramUserResponse]
+    """Create or replace a user's SCRAM credential (the broker salts the password; it stores no password)."""
+    DeleteScramUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteScramUserRequest, _admin_pb2.DeleteScramUserResponse]
+    """Remove every SCRAM credential of a user (deleting a user that has none is not an error)."""
+    ListScramUsers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListScramUsersRequest, _admin_pb2.ListScramUsersResponse]
+    SetAcls: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetAclsRequest, _admin_pb2.SetAclsResponse]
+    """Make a principal's ACL bindings exactly these (drift is reverted; an empty list removes them all).
+    FAILED_PRECONDITION with Kafka's SECURITY_DISABLED (54) when the brokers run no authorizer.
+    """
+    ListAcls: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAclsRequest, _admin_pb2.ListAclsResponse]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -84,6 +94,16 @@ class AdminAsyncStub(AdminStub):
     """Even out replicas and leaders across the live brokers; answers with the plan that was started."""
     CanRestart: _aio.UnaryUnaryMultiCallable[_admin_pb2.CanRestartRequest, _admin_pb2.CanRestartResponse]  # type: ignore[assignment]
     """Can this broker restart now without any partition dropping below min.insync.replicas?"""
+    SetScramUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetScramUserRequest, _admin_pb2.SetScramUserResponse]  # type: ignore[assignment]
+    """Create or replace a user's SCRAM credential (the broker salts the password; it stores no password)."""
+    DeleteScramUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteScramUserRequest, _admin_pb2.DeleteScramUserResponse]  # type: ignore[assignment]
+    """Remove every SCRAM credential of a user (deleting a user that has none is not an error)."""
+    ListScramUsers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListScramUsersRequest, _admin_pb2.ListScramUsersResponse]  # type: ignore[assignment]
+    SetAcls: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetAclsRequest, _admin_pb2.SetAclsResponse]  # type: ignore[assignment]
+    """Make a principal's ACL bindings exactly these (drift is reverted; an empty list removes them all).
+    FAILED_PRECONDITION with Kafka's SECURITY_DISABLED (54) when the brokers run no authorizer.
+    """
+    ListAcls: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAclsRequest, _admin_pb2.ListAclsResponse]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -170,5 +190,45 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.CanRestartResponse, _abc.Awaitable[_admin_pb2.CanRestartResponse]]:
         """Can this broker restart now without any partition dropping below min.insync.replicas?"""
+
+    @_abc_1.abstractmethod
+    def SetScramUser(
+        self,
+        request: _admin_pb2.SetScramUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetScramUserResponse, _abc.Awaitable[_admin_pb2.SetScramUserResponse]]:
+        """Create or replace a user's SCRAM credential (the broker salts the password; it stores no password)."""
+
+    @_abc_1.abstractmethod
+    def DeleteScramUser(
+        self,
+        request: _admin_pb2.DeleteScramUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteScramUserResponse, _abc.Awaitable[_admin_pb2.DeleteScramUserResponse]]:
+        """Remove every SCRAM credential of a user (deleting a user that has none is not an error)."""
+
+    @_abc_1.abstractmethod
+    def ListScramUsers(
+        self,
+        request: _admin_pb2.ListScramUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListScramUsersResponse, _abc.Awaitable[_admin_pb2.ListScramUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetAcls(
+        self,
+        request: _admin_pb2.SetAclsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetAclsResponse, _abc.Awaitable[_admin_pb2.SetAclsResponse]]:
+        """Make a principal's ACL bindings exactly these (drift is reverted; an empty list removes them all).
+        FAILED_PRECONDITION with Kafka's SECURITY_DISABLED (54) when the brokers run no authorizer.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAcls(
+        self,
+        request: _admin_pb2.ListAclsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAclsResponse, _abc.Awaitable[_admin_pb2.ListAclsResponse]]: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

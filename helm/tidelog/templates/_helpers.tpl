@@ -37,13 +37,13 @@ app.kubernetes.io/component: operator
 {{/* The operator's rules in a namespace it watches (a ClusterRole's when it watches them all). */}}
 {{- define "tidelog.namespacedRules" -}}
 - apiGroups: ["tidelog.dev"]
-  resources: ["clusters", "topics"]
+  resources: ["clusters", "topics", "users"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["tidelog.dev"]
-  resources: ["clusters/status", "topics/status", "clusters/scale"]
+  resources: ["clusters/status", "topics/status", "users/status", "clusters/scale"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["tidelog.dev"]
-  resources: ["clusters/finalizers", "topics/finalizers"]
+  resources: ["clusters/finalizers", "topics/finalizers", "users/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
@@ -61,6 +61,14 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "delete"]
+# TLS listeners: the cluster CA, the broker certificates and the public CA certificate.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# certificates.issuer: cert-manager Certificates instead of the operator's own CA.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "patch", "delete"]

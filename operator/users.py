@@ -1,0 +1,207 @@
+"""User resources -> SCRAM credentials and ACLs through the admin API, and a Secret for the application.
+
+Job: ``reconcile_users`` runs inside a Cluster's loop for all the Cluster's Users (as Topics do);
+``delete_user`` is the User finalizer's work.
+
+- Credentials: the Secret named after the User (owned by it, so Kubernetes deletes it with the User)
+  holds ``username``, ``password``, ``sasl.jaas.config`` (Kafka's Java clients), ``sasl.mechanism``,
+  the Cluster's ``bootstrap.servers`` and ``security.protocol`` (its internal listener's), and all
+  of it as ``client.properties`` (Kafka's client config file: ``--command-config`` of Kafka's tools
+  and ``tidelog``; with TLS, add the truststore from ``<cluster>-cluster-ca-cert``). The
+  operator makes a random password once; a password a person writes into the Secret is taken over
+  (status ``credentialsVersion`` remembers which version of the Secret the broker's SCRAM credential
+  was made from, so each change is sent once).
+- ACLs: the user's principal (``User:<name>``) gets exactly the declared bindings through the
+  admin API's declarative ``SetAcls``: bindings added or removed by hand are reverted every pass.
+- Deleting the User removes its bindings and credentials from the Cluster (finalizer); a Cluster that
+  is gone holds nothing back.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from tidelog.broker.admin.model import AclDesc, ClusterAdmin
+from tidelog.operator import schema
+from tidelog.operator.decisions import set_condition, status_patch
+from tidelog.operator.kube import Kube
+from tidelog.operator.models import API_VERSION
+from tidelog.operator.user_models import AclRule, UserSpec, UserStatus
+
+MECHANISM = "SCRAM-SHA-512"
+ITERATIONS = 8192
+SECURITY_DISABLED = 54
+RESOURCE_TYPES = {"topic": "TOPIC", "group": "GROUP", "cluster": "CLUSTER", "transactionalId": "TRANSACTIONAL_ID"}
+
+
+def user_name(user: dict[str, Any]) -> str:
+    return str((user.get("spec") or {}).get("userName") or user["metadata"]["name"])
+
+
+def principal_of(name: str) -> str:
+    return f"User:{name}"
+
+
+def _operation(name: str) -> str:
+    """``IdempotentWrite`` -> ``IDEMPOTENT_WRITE``."""
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).upper()
+
+
+def desired_acls(principal: str, rules: list[AclRule]) -> list[AclDesc]:
+    """The bindings a User's rules stand for (one per operation)."""
+    out: set[AclDesc] = set()
+    for rule in rules:
+        r = rule.resource
+        name = "kafka-cluster" if r.type == "cluster" else (r.name or "")
+        pattern = "PREFIXED" if r.pattern_type == "prefix" else "LITERAL"
+        out.update(
+            AclDesc(RESOURCE_TYPES[r.type], name, pattern, principal, rule.host, _operation(op), rule.type.upper())
+            for op in rule.operations
+        )
+    return sorted(out, key=str)
+
+
+def jaas(name: str, password: str) -> str:
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" password="{quoted}";'
+
+
+def secret_object(
+    user: dict[str, Any], name: str, password: str, bootstrap: str, cluster: str, protocol: str = "SASL_PLAINTEXT"
+) -> dict[str, Any]:
+    meta = user["metadata"]
+    data = {
+        "username": name,
+        "password": password,
+        "sasl.jaas.config": jaas(name, password),
+        "sasl.mechanism": MECHANISM,
+        "bootstrap.servers": bootstrap,
+        "security.protocol": protocol,
+    }
+    data["client.properties"] = "".join(
+        f"{k}={data[k]}\n" for k in ("bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.jaas.config")
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {
+                "app.kubernetes.io/managed-by": "tidelog-operator",
+                "app.kubernetes.io/part-of": "tidelog",
+                "tidelog.dev/cluster": cluster,
+                "tidelog.dev/user": meta["name"],
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "User",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def _password_of(secret: dict[str, Any] | None) -> str | None:
+    raw = ((secret or {}).get("data") or {}).get("password")
+    return base64.b64decode(raw).decode() if raw else None
+
+
+async def reconcile_user(
+    kube: Kube, admin: ClusterAdmin, user: dict[str, Any], cluster: dict[str, Any], now: str
+) -> UserStatus:
+    """One User's pass: its Secret, its credential in Kafka, its ACLs; the status to write."""
+    meta = user["metadata"]
+    generation = meta.get("generation")
+    status = schema.load(UserStatus, user.get("status") or {})
+    spec = schema.load(UserSpec, user["spec"])
+    name = user_name(user)
+    principal = principal_of(name)
+    status.user_name, status.principal, status.secret = name, principal, meta["name"]
+    namespace = meta["namespace"]
+    bootstrap = str((cluster.get("status") or {}).get("bootstrapAddress") or "")
+    existing = await kube.get("Secret", namespace, meta["name"])
+    password = _password_of(existing) or secrets.token_urlsafe(24)
+    protocol = str(cluster.get("securityProtocol") or "SASL_PLAINTEXT")
+    wanted = secret_object(user, name, password, bootstrap, cluster["metadata"]["name"], protocol)
+    if existing is None or any(existing.get("data", {}).get(k) != v for k, v in wanted["data"].items()):
+        existing = await kube.apply(wanted)
+    version = str(existing["metadata"].get("resourceVersion", ""))
+    if status.credentials_version != version or not await _has_credential(admin, name):
+        await admin.set_scram_user(name, MECHANISM, password, ITERATIONS)
+        status.credentials_version = version
+    rules = spec.authorization.acls if spec.authorization is not None else []
+    acls = desired_acls(principal, rules)
+    try:
+        await admin.set_acls(principal, acls)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) == SECURITY_DISABLED and not acls:
+            pass  # nothing to grant and nothing could have been granted: fine without an authorizer
+        elif getattr(exc, "error_code", None) == SECURITY_DISABLED:
+            message = (f"the Cluster's brokers run no authorizer, so {len(acls)} ACL binding(s) cannot be set: "
+                       "set authorizer.class.name in the Cluster's config")  # fmt: skip
+            status.conditions = set_condition(status.conditions, "Ready", False, "AuthorizerDisabled", message,
+                                              now, generation)  # fmt: skip
+            status.observed_generation = generation
+            return status
+        else:
+            raise
+    status.acls = len(acls)
+    status.observed_generation = generation
+    status.conditions = set_condition(
+        status.conditions, "Ready", True, "Reconciled",
+        f"{principal}: credentials in Secret {meta['name']}, {len(acls)} ACL binding(s)", now, generation,
+    )  # fmt: skip
+    return status
+
+
+async def _has_credential(admin: ClusterAdmin, name: str) -> bool:
+    return any(u.name == name and MECHANISM in u.mechanisms for u in await admin.list_scram_users())
+
+
+async def reconcile_users(kube: Kube, admin: ClusterAdmin, cluster: dict[str, Any], now: str) -> int:
+    """Every User of the Cluster; returns how many failed (each reports why in its status)."""
+    namespace, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
+    users = [
+        u
+        for u in await kube.list("User", namespace)
+        if (u.get("spec") or {}).get("clusterRef", {}).get("name") == name
+        and not u["metadata"].get("deletionTimestamp")
+    ]
+    failed = 0
+    for u in users:
+        meta = u["metadata"]
+        try:
+            status = await reconcile_user(kube, admin, u, cluster, now)
+        except Exception as exc:  # one bad user must not stop the others
+            failed += 1
+            status = schema.load(UserStatus, u.get("status") or {})
+            status.conditions = set_condition(status.conditions, "Ready", False, "AdminError", str(exc), now,
+                                              meta.get("generation"))  # fmt: skip
+        await kube.patch_status("User", namespace, meta["name"], status_patch(status))
+    return failed
+
+
+async def delete_user(admin: ClusterAdmin | None, user: dict[str, Any]) -> str:
+    """The finalizer's work: the user's bindings and credentials leave the Cluster (its Secret goes
+    with the User, by owner reference). Returns what was done, for the log."""
+    name = user_name(user)
+    if admin is None:
+        return f"user {name}: its Cluster is gone, nothing to delete"
+    try:
+        removed = (await admin.set_acls(principal_of(name), []))[1]
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != SECURITY_DISABLED:
+            raise
+        removed = 0
+    deleted = await admin.delete_scram_user(name)
+    return f"user {name}: {removed} ACL binding(s) removed, credentials {'deleted' if deleted else 'already gone'}"
