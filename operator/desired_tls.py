@@ -87,6 +87,9 @@ def validate(spec: ClusterSpec) -> None:
         )
     if c.validity_days > c.ca_validity_days:
         raise SecurityError(f"certificates.validityDays {c.validity_days} exceeds caValidityDays {c.ca_validity_days}")
+    for principal in spec.authorization.super_users if spec.authorization is not None else []:
+        if not principal.startswith("User:") or len(principal) <= len("User:") or ";" in principal:
+            raise SecurityError(f"authorization.superUsers: {principal!r} is not a principal User:<name> (no ';')")
 
 
 def secured(spec: ClusterSpec) -> bool:

@@ -21,8 +21,10 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
+from tidelog.broker.cli import client_config
 from tidelog.broker.client import (
     EARLIEST,
     LATEST,
@@ -66,7 +68,10 @@ def _config_pair(text: str) -> tuple[str, str]:
 
 
 def _client(args: argparse.Namespace) -> KafkaClient:
-    return KafkaClient(args.bootstrap, request_timeout=args.request_timeout_ms / 1000)
+    security = client_config.load(args.command_config) if args.command_config else client_config.ClientSecurity()
+    bootstrap = args.bootstrap or security.bootstrap or DEFAULT_BOOTSTRAP
+    return KafkaClient(bootstrap, request_timeout=args.request_timeout_ms / 1000, ssl=security.ssl,
+                       authenticate=security.authenticate)  # fmt: skip
 
 
 # -- topics -----------------------------------------------------------------------------------
@@ -229,7 +234,17 @@ async def _consume(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT", help="a broker to start from")
+    parser.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help=f"a broker to start from (default: the config's bootstrap.servers, else {DEFAULT_BOOTSTRAP})",
+    )
+    parser.add_argument(
+        "--command-config",
+        type=Path,
+        metavar="FILE",
+        help="Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ssl.*",
+    )
     parser.add_argument("--request-timeout-ms", type=int, default=30_000, metavar="MS", help="per-request deadline")
 
 

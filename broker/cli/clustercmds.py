@@ -14,6 +14,11 @@ name (``tidelog cluster describe-topic: UNKNOWN_TOPIC_OR_PARTITION (3): ...``) a
 * ``reassign [--move TOPIC:PARTITION=1,2,3 ...] [--cancel TOPIC:PARTITION ...] [--file PLAN.json]
   [--throttle BYTES_PER_S]`` (the file in kafka-reassign-partitions' JSON format)
 * ``drain BROKER_ID`` / ``rebalance`` / ``can-restart BROKER_ID``
+* ``set-user NAME [--mechanism SCRAM-SHA-512] [--iterations N]`` (the password on standard input, so
+  it never shows in a process list) / ``delete-user NAME`` / ``users``: SCRAM users
+* ``set-acls PRINCIPAL --file ACLS.json`` (exactly these bindings; ``[]`` removes them all) /
+  ``acls [--principal PRINCIPAL]``; a binding is ``{"resourceType": "TOPIC", "resourceName":
+  "orders", "patternType": "LITERAL", "operation": "READ", "permission": "ALLOW", "host": "*"}``
 
 All take ``--admin HOST:PORT`` (default 127.0.0.1:9093), ``--timeout SECONDS`` and ``--json``; and,
 for a protected admin API, ``--admin-ca FILE`` (turns TLS on), ``--admin-cert FILE`` /
@@ -292,6 +297,65 @@ async def _can_restart(admin: AdminClient, args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+async def _set_user(admin: AdminClient, args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ValueError("no password on standard input")
+    await admin.set_scram_user(args.name, args.mechanism, password, args.iterations)
+    print(f"user {args.name}: {args.mechanism} credential set")
+    return 0
+
+
+async def _delete_user(admin: AdminClient, args: argparse.Namespace) -> int:
+    deleted = await admin.delete_scram_user(args.name)
+    print(f"user {args.name}: {'credentials deleted' if deleted else 'had no credentials'}")
+    return 0
+
+
+async def _users(admin: AdminClient, args: argparse.Namespace) -> int:
+    users = await admin.list_scram_users()
+    if args.json:
+        _print_json([dataclasses.asdict(u) for u in users])
+    else:
+        _print_table(["USER", "MECHANISMS"], [[u.name, ",".join(u.mechanisms)] for u in users])
+    return 0
+
+
+ACL_KEYS = {"resourceType": "resource_type", "resourceName": "resource_name", "patternType": "pattern_type",
+            "principal": "principal", "host": "host", "operation": "operation", "permission": "permission"}  # fmt: skip
+
+
+def _acl_from_json(raw: Any, principal: str) -> model.AclDesc:
+    if not isinstance(raw, dict) or not {"resourceType", "resourceName", "operation"} <= raw.keys():
+        raise ValueError(f"an ACL needs resourceType, resourceName and operation: {raw!r}")
+    unknown = set(raw) - set(ACL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown ACL keys {sorted(unknown)} (known: {', '.join(ACL_KEYS)})")
+    fields = {"pattern_type": "LITERAL", "host": "*", "permission": "ALLOW", "principal": principal}
+    fields.update({ACL_KEYS[k]: str(v) for k, v in raw.items()})
+    return model.AclDesc(**fields)
+
+
+async def _set_acls(admin: AdminClient, args: argparse.Namespace) -> int:
+    raw = json.loads(args.file.read_text())
+    if not isinstance(raw, list):
+        raise ValueError(f"{args.file}: a JSON list of bindings")  # noqa: TRY004 - reported as bad input, exit 1
+    added, removed = await admin.set_acls(args.principal, [_acl_from_json(a, args.principal) for a in raw])
+    print(f"{args.principal}: {added} binding(s) added, {removed} removed")
+    return 0
+
+
+async def _acls(admin: AdminClient, args: argparse.Namespace) -> int:
+    found = await admin.list_acls(args.principal)
+    if args.json:
+        _print_json([{k: getattr(a, v) for k, v in ACL_KEYS.items()} for a in found])
+    else:
+        rows = [[a.principal, a.permission, a.operation, a.resource_type, a.pattern_type, a.resource_name, a.host]
+                for a in found]  # fmt: skip
+        _print_table(["PRINCIPAL", "PERMISSION", "OPERATION", "RESOURCE", "PATTERN", "NAME", "HOST"], rows)
+    return 0
+
+
 # -- the command tree -----------------------------------------------------------------------------
 
 
@@ -354,3 +418,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     action("rebalance", _rebalance, "even out replicas and leaders across brokers")
     restart = action("can-restart", _can_restart, "exit 0 if a broker can restart without going below min ISR")
     restart.add_argument("broker_id", type=int)
+
+    set_user = action("set-user", _set_user, "create or replace a SCRAM user (the password on standard input)")
+    set_user.add_argument("name")
+    set_user.add_argument("--mechanism", choices=("SCRAM-SHA-256", "SCRAM-SHA-512"), default="SCRAM-SHA-512")
+    set_user.add_argument("--iterations", type=int, default=0, help="4096..16384 (default 4096)")
+    action("delete-user", _delete_user, "delete a user's SCRAM credentials").add_argument("name")
+    action("users", _users, "list SCRAM users")
+    set_acls = action("set-acls", _set_acls, "give a principal exactly the ACL bindings of a JSON file")
+    set_acls.add_argument("principal", help="User:<name>")
+    set_acls.add_argument("--file", type=Path, required=True, help="a JSON list of bindings")
+    action("acls", _acls, "list ACL bindings").add_argument("--principal", help="only this principal's")

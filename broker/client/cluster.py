@@ -9,12 +9,13 @@ partition has no leader yet (just after CreateTopics, during a leader change), u
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from tidelog.broker.client.connection import BrokerConnection
+from tidelog.broker.client.connection import Authenticator, BrokerConnection
 from tidelog.broker.client.errors import BrokerConnectionError, RequestTimeoutError
 from tidelog.broker.client.metadata import BrokerInfo, ClusterMetadata, TopicPartition, from_response
 from tidelog.broker.client.versions import ApiKey
@@ -47,7 +48,13 @@ class KafkaClient:
         client_id: str | None = "tidelog",
         request_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        ssl: ssl_.SSLContext | None = None,
+        authenticate: Authenticator | None = None,
     ) -> None:
+        """``ssl``: TLS to every broker (SSL, SASL_SSL); ``authenticate``: a SASL login run on each new
+        connection (e.g. ``tidelog.broker.security.sasl_client.SaslLogin.authenticate``)."""
+        self.ssl = ssl
+        self.authenticate = authenticate
         servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
         self.bootstrap = [parse_address(a) for s in servers for a in s.split(",") if a.strip()]
         self.client_id = client_id
@@ -74,6 +81,8 @@ class KafkaClient:
             client_id=self.client_id,
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
+            ssl=self.ssl,
+            authenticate=self.authenticate,
         )
 
     async def any_connection(self) -> BrokerConnection:

@@ -11,6 +11,7 @@ in through the SASL listener as themselves."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import TopicAuthorizationFailedError
 from realkafka import run_java_tool
 from securedclients import SECURED, as_user, consume, produce_codes
-from tidelogbroker import RunningBroker, free_port, tidelog_broker
+from tidelogbroker import TIDELOG, RunningBroker, free_port, tidelog_broker
 from tidelogcluster import tidelog_cluster
 
 from tidelog.broker.admin.client import AdminClient as ControlClient
@@ -297,3 +298,37 @@ def test_the_metrics_endpoint_shows_no_record_data(broker: tuple[RunningBroker, 
         text = page.read().decode()
     assert 'topic="secret"' in text  # the topic is named (its traffic is counted) ...
     assert secret not in text  # ... its records are not
+
+
+def test_the_tidelog_cli_logs_in_with_a_client_properties_file(
+    broker: tuple[RunningBroker, int], tmp_path: Path
+) -> None:
+    """``tidelog consume|produce|topics --command-config`` as Kafka's tools take it: SCRAM over the
+    SASL listener; what the user may not do is one line and exit 1."""
+    b, sasl = broker
+    _acls(b.bootstrap, "--add", "--allow-principal", "User:alice", "--operation", "Read", "--operation", "Write",
+          "--topic", "orders")  # fmt: skip
+    props = tmp_path / "client.properties"
+    props.write_text(
+        f"bootstrap.servers=127.0.0.1:{sasl}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
+        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" '
+        'password="alice-pw";\n'
+    )
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TIDELOG), *args, "--command-config", str(props)], input=stdin, text=True,
+                              capture_output=True, timeout=60, check=False)  # fmt: skip
+
+    made = cli("produce", "orders", stdin="one\ntwo\n")
+    assert made.returncode == 0, made.stderr
+    read = cli("consume", "orders", "--from-beginning", "--max-messages", "2", "--timeout-ms", "10000")
+    assert (read.returncode, sorted(read.stdout.split())) == (0, ["one", "two"]), read.stderr
+    listed = cli("topics", "list")
+    assert listed.stdout.split() == ["orders"]  # "secret" is hidden
+    refused = cli("consume", "secret", "--from-beginning", "--max-messages", "1", "--timeout-ms", "5000")
+    assert refused.returncode == 1
+    assert "TOPIC_AUTHORIZATION_FAILED" in refused.stderr
+    props.write_text(props.read_text().replace('password="alice-pw"', 'password="wrong"'))
+    wrong = cli("topics", "list")
+    assert wrong.returncode == 1
+    assert "SASL_AUTHENTICATION_FAILED" in wrong.stderr
