@@ -11,6 +11,7 @@ in through the SASL listener as themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import urllib.request
@@ -266,6 +267,28 @@ def test_users_and_acls_through_the_control_plane(tmp_path: Path) -> None:
                 return await control.delete_scram_user("app")
 
         assert asyncio.run(remove_user())
+
+        # The same through the CLI: tidelog cluster set-user / set-acls / acls / users / delete-user.
+        def cluster_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(TIDELOG), "cluster", *args, "--admin", cluster.admin_target(1)], input=stdin,
+                                  text=True, capture_output=True, timeout=60, check=False)  # fmt: skip
+
+        made = cluster_cli("set-user", "cli-user", stdin="cli-pw\n")
+        assert made.returncode == 0, made.stderr
+        assert "cli-user" in cluster_cli("users").stdout
+        acl_file = tmp_path / "acls.json"
+        acl_file.write_text(json.dumps([{"resourceType": "TOPIC", "resourceName": "reads", "operation": "READ"}]))
+        granted = cluster_cli("set-acls", "User:cli-user", "--file", str(acl_file))
+        assert granted.stdout.strip() == "User:cli-user: 1 binding(s) added, 0 removed", granted.stderr
+        listed = json.loads(cluster_cli("acls", "--principal", "User:cli-user", "--json").stdout)
+        expected = {"resourceType": "TOPIC", "resourceName": "reads", "patternType": "LITERAL",
+                    "principal": "User:cli-user", "host": "*", "operation": "READ", "permission": "ALLOW"}  # fmt: skip
+        assert listed == [expected]
+        acl_file.write_text(json.dumps([{"resourceType": "TOPIC", "resourceName": "reads", "operation": "FLY"}]))
+        bad = cluster_cli("set-acls", "User:cli-user", "--file", str(acl_file))
+        assert bad.returncode == 1
+        assert "INVALID_REQUEST" in bad.stderr
+        assert "credentials deleted" in cluster_cli("delete-user", "cli-user").stdout
         errors: list[Any] = []
         producer = Producer({**app, "error_cb": errors.append})
         deadline = time.monotonic() + 10
