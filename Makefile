@@ -7,7 +7,7 @@ LINKS  := .build/mypy/tidelog
 DATA   ?= data
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint unit fmt bench-log bench-quick bench bench-full bench-groups bench-cluster bench-profile clean e2e e2e-build images images-docker
+.PHONY: setup run test lint unit fmt bench-log bench-quick bench bench-full bench-groups bench-cluster bench-profile bench-sasl clean e2e e2e-build images images-docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-cluster: setup
 	$(MAKE) -C bench cluster
 bench-profile: setup
 	$(MAKE) -C bench profile
+## bench-sasl: SASL_SSL (SCRAM-SHA-512, TLS 1.3) produce and consume throughput, Tidelog vs Kafka (~3 min)
+bench-sasl: setup
+	$(MAKE) -C bench sasl
 
 ## bench-log: the log storage micro-benchmark (append and sendfile read vs dd on the same disk)
 bench-log: setup

@@ -441,6 +441,8 @@ class Pass:
             "metadata": self.body["metadata"],
             "status": {"bootstrapAddress": self.status.bootstrap_address},
             "securityProtocol": protocol,
+            "renewBeforeDays": self.spec.certificates.renew_before_days,
+            "validityDays": self.spec.certificates.validity_days,
         }
         async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
             failed = await reconcile_users(self.kube, admin, cluster, self.now)

@@ -63,8 +63,10 @@ class AclRule:
 
 @dataclass(kw_only=True)
 class Authentication:
-    type: Literal["scram-sha-512"] = field(
-        "scram-sha-512: the operator makes a password and keeps it in a Secret named after the User"
+    type: Literal["scram-sha-512", "tls"] = field(
+        "scram-sha-512: the operator makes a password; tls: a client certificate signed by the cluster "
+        "CA (principal User:CN=<name>,O=tidelog.dev; for listeners with authentication: tls). Either way "
+        "the credentials are in a Secret named after the User"
     )
 
 
@@ -106,4 +108,5 @@ class UserStatus:
     credentials_version: str | None = field(
         "The Secret's resourceVersion the credentials in Kafka were made from", default=None
     )
+    certificate_not_after: str | None = field("tls: when the client certificate expires (RFC 3339)", default=None)
     acls: int | None = field("ACL bindings the user has", default=None)

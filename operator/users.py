@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import base64
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tidelog.broker.admin.model import AclDesc, ClusterAdmin
-from tidelog.operator import schema
+from tidelog.operator import desired_tls, pki, schema
 from tidelog.operator.decisions import set_condition, status_patch
 from tidelog.operator.kube import Kube
 from tidelog.operator.models import API_VERSION
@@ -40,8 +41,21 @@ def user_name(user: dict[str, Any]) -> str:
     return str((user.get("spec") or {}).get("userName") or user["metadata"]["name"])
 
 
-def principal_of(name: str) -> str:
+def principal_of(name: str, authentication: str = "scram-sha-512") -> str:
+    """``User:<name>`` for SCRAM; a certificate's subject for tls (what the broker sees)."""
+    if authentication == "tls":
+        return f"User:CN={name},O={pki.ORGANIZATION}"
     return f"User:{name}"
+
+
+def _authentication(user: dict[str, Any]) -> str:
+    return str(((user.get("spec") or {}).get("authentication") or {}).get("type") or "scram-sha-512")
+
+
+class UserNotReady(Exception):  # noqa: N818 - a condition to report, not a failure of the operator
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
 
 
 def _operation(name: str) -> str:
@@ -127,18 +141,21 @@ async def reconcile_user(
     name = user_name(user)
     principal = principal_of(name)
     status.user_name, status.principal, status.secret = name, principal, meta["name"]
-    namespace = meta["namespace"]
-    bootstrap = str((cluster.get("status") or {}).get("bootstrapAddress") or "")
-    existing = await kube.get("Secret", namespace, meta["name"])
-    password = _password_of(existing) or secrets.token_urlsafe(24)
-    protocol = str(cluster.get("securityProtocol") or "SASL_PLAINTEXT")
-    wanted = secret_object(user, name, password, bootstrap, cluster["metadata"]["name"], protocol)
-    if existing is None or any(existing.get("data", {}).get(k) != v for k, v in wanted["data"].items()):
-        existing = await kube.apply(wanted)
-    version = str(existing["metadata"].get("resourceVersion", ""))
-    if status.credentials_version != version or not await _has_credential(admin, name):
-        await admin.set_scram_user(name, MECHANISM, password, ITERATIONS)
-        status.credentials_version = version
+    try:
+        if spec.authentication.type == "tls":
+            principal = status.principal = principal_of(name, "tls")
+            status.certificate_not_after = await _tls_credentials(kube, user, name, cluster)
+            if await _has_credential(admin, name):  # switched from SCRAM: the password no longer works
+                await admin.delete_scram_user(name)
+            status.credentials_version = None
+        else:
+            status.certificate_not_after = None
+            await _scram_credentials(kube, admin, user, name, cluster, status)
+    except UserNotReady as pending:
+        status.conditions = set_condition(status.conditions, "Ready", False, pending.reason, pending.message, now,
+                                          generation)  # fmt: skip
+        status.observed_generation = generation
+        return status
     rules = spec.authorization.acls if spec.authorization is not None else []
     acls = desired_acls(principal, rules)
     try:
@@ -148,7 +165,7 @@ async def reconcile_user(
             pass  # nothing to grant and nothing could have been granted: fine without an authorizer
         elif getattr(exc, "error_code", None) == SECURITY_DISABLED:
             message = (f"the Cluster's brokers run no authorizer, so {len(acls)} ACL binding(s) cannot be set: "
-                       "set authorizer.class.name in the Cluster's config")  # fmt: skip
+                       "set spec.authorization on the Cluster")  # fmt: skip
             status.conditions = set_condition(status.conditions, "Ready", False, "AuthorizerDisabled", message,
                                               now, generation)  # fmt: skip
             status.observed_generation = generation
@@ -162,6 +179,56 @@ async def reconcile_user(
         f"{principal}: credentials in Secret {meta['name']}, {len(acls)} ACL binding(s)", now, generation,
     )  # fmt: skip
     return status
+
+
+async def _scram_credentials(
+    kube: Kube, admin: ClusterAdmin, user: dict[str, Any], name: str, cluster: dict[str, Any], status: UserStatus
+) -> None:
+    """The Secret with the password (made once), and the broker's SCRAM credential made from it."""
+    meta = user["metadata"]
+    bootstrap = str((cluster.get("status") or {}).get("bootstrapAddress") or "")
+    existing = await kube.get("Secret", meta["namespace"], meta["name"])
+    password = _password_of(existing) or secrets.token_urlsafe(24)
+    protocol = str(cluster.get("securityProtocol") or "SASL_PLAINTEXT")
+    wanted = secret_object(user, name, password, bootstrap, cluster["metadata"]["name"], protocol)
+    if existing is None or any(existing.get("data", {}).get(k) != v for k, v in wanted["data"].items()):
+        existing = await kube.apply(wanted)
+    version = str(existing["metadata"].get("resourceVersion", ""))
+    if status.credentials_version != version or not await _has_credential(admin, name):
+        await admin.set_scram_user(name, MECHANISM, password, ITERATIONS)
+        status.credentials_version = version
+
+
+async def _tls_credentials(kube: Kube, user: dict[str, Any], name: str, cluster: dict[str, Any]) -> str:
+    """The Secret with a client certificate from the cluster CA (``user.crt``, ``user.key``,
+    ``user.pem`` = key + certificate, ``ca.crt``), reissued when it nears its end (the Cluster's
+    ``certificates.renewBeforeDays``) or the CA changed; returns when it expires."""
+    meta = user["metadata"]
+    cluster_name = cluster["metadata"]["name"]
+    ca = desired_tls.read_ca(await kube.get("Secret", meta["namespace"], f"{cluster_name}-cluster-ca"))
+    if ca is None:
+        raise UserNotReady("ClusterCaMissing", f"Cluster {cluster_name} has no cluster CA (it makes one for a "
+                           "listener with tls: true; none with a cert-manager issuer)")  # fmt: skip
+    existing = await kube.get("Secret", meta["namespace"], meta["name"])
+    cert, key = desired_tls.text(existing, "user.crt"), desired_tls.text(existing, "user.key")
+    now = datetime.now(UTC)
+    renew = timedelta(days=int(cluster.get("renewBeforeDays") or 30))
+    subject = f"CN={name},O={pki.ORGANIZATION}"
+    if (
+        cert is None
+        or key is None
+        or not pki.verify_signed_by(cert, ca.current.cert_pem)
+        or pki.info(cert).not_after - now < renew
+        or pki.info(cert).subject != subject
+    ):
+        pair = pki.issue(ca.current, name, [], now, int(cluster.get("validityDays") or 365))
+        cert, key = pair.cert_pem, pair.key_pem
+    data = {"user.crt": cert, "user.key": key, "user.pem": key + cert, "ca.crt": ca.bundle}
+    wanted = secret_object(user, name, "", "", cluster_name)
+    wanted["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())}
+    if existing is None or existing.get("data") != wanted["data"]:
+        await kube.apply(wanted)
+    return pki.rfc3339(pki.info(cert).not_after)
 
 
 async def _has_credential(admin: ClusterAdmin, name: str) -> bool:
@@ -198,7 +265,7 @@ async def delete_user(admin: ClusterAdmin | None, user: dict[str, Any]) -> str:
     if admin is None:
         return f"user {name}: its Cluster is gone, nothing to delete"
     try:
-        removed = (await admin.set_acls(principal_of(name), []))[1]
+        removed = (await admin.set_acls(principal_of(name, _authentication(user)), []))[1]
     except Exception as exc:
         if getattr(exc, "error_code", None) != SECURITY_DISABLED:
             raise

@@ -32,8 +32,13 @@ def _payload(size: int) -> bytearray:
     return bytearray(rnd.randint(65, 90) for _ in range(size))
 
 
+def _client(a: argparse.Namespace, conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` with the pass-through ``-X key=value`` properties (e.g. security settings) on top."""
+    return {**conf, **dict(kv.split("=", 1) for kv in a.extra)}
+
+
 def _ready(a: argparse.Namespace) -> int:
-    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    admin = AdminClient(_client(a, {"bootstrap.servers": a.bootstrap}))
     try:
         md = admin.list_topics(timeout=a.timeout)
     except KafkaException:
@@ -42,7 +47,7 @@ def _ready(a: argparse.Namespace) -> int:
 
 
 def _create(a: argparse.Namespace) -> int:
-    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    admin = AdminClient(_client(a, {"bootstrap.servers": a.bootstrap}))
     config = dict(kv.split("=", 1) for kv in a.config)
     topic = NewTopic(a.topic, num_partitions=a.partitions, replication_factor=a.replication, config=config)
     fut = admin.create_topics([topic], operation_timeout=30)[a.topic]
@@ -62,7 +67,7 @@ def _create(a: argparse.Namespace) -> int:
 
 
 def _leaders(a: argparse.Namespace) -> dict[str, Any]:
-    md = AdminClient({"bootstrap.servers": a.bootstrap}).list_topics(a.topic, timeout=10).topics[a.topic]
+    md = AdminClient(_client(a, {"bootstrap.servers": a.bootstrap})).list_topics(a.topic, timeout=10).topics[a.topic]
     return {str(q): {"leader": p.leader, "replicas": list(p.replicas)} for q, p in md.partitions.items()}
 
 
@@ -72,19 +77,22 @@ def _producer(a: argparse.Namespace, errors: list[int]) -> Producer:
             errors[0] += 1
 
     return Producer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "acks": a.acks,
-            "linger.ms": a.linger_ms,
-            "batch.size": a.batch_size,
-            "compression.type": a.compression,
-            "queue.buffering.max.messages": 2_000_000,
-            "queue.buffering.max.kbytes": 2_097_151,
-            "delivery.report.only.error": True,
-            # Kafka's Java clients and brokers set TCP_NODELAY; librdkafka leaves Nagle on by default.
-            "socket.nagle.disable": True,
-            "on_delivery": on_delivery,
-        }
+        _client(
+            a,
+            {
+                "bootstrap.servers": a.bootstrap,
+                "acks": a.acks,
+                "linger.ms": a.linger_ms,
+                "batch.size": a.batch_size,
+                "compression.type": a.compression,
+                "queue.buffering.max.messages": 2_000_000,
+                "queue.buffering.max.kbytes": 2_097_151,
+                "delivery.report.only.error": True,
+                # Kafka's Java clients and brokers set TCP_NODELAY; librdkafka leaves Nagle on by default.
+                "socket.nagle.disable": True,
+                "on_delivery": on_delivery,
+            },
+        )
     )
 
 
@@ -110,17 +118,20 @@ def _produce(a: argparse.Namespace) -> dict[str, Any]:
 
 def _assign(a: argparse.Namespace) -> Consumer:
     c = Consumer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-            "enable.partition.eof": False,
-            "socket.nagle.disable": True,
-            # librdkafka >= 2.4 postpones a partition's next fetch by fetch.queue.backoff.ms (1 s)
-            # once its local queue passes queued.min.messages.
-            "fetch.queue.backoff.ms": 1,
-        }
+        _client(
+            a,
+            {
+                "bootstrap.servers": a.bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 100,
+                "enable.partition.eof": False,
+                "socket.nagle.disable": True,
+                # librdkafka >= 2.4 postpones a partition's next fetch by fetch.queue.backoff.ms (1 s)
+                # once its local queue passes queued.min.messages.
+                "fetch.queue.backoff.ms": 1,
+            },
+        )
     )
     md = c.list_topics(a.topic, timeout=10).topics[a.topic]
     c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in md.partitions])
@@ -248,24 +259,27 @@ def _steady(a: argparse.Namespace) -> dict[str, Any]:
             recovered[part] = now
 
     p = Producer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "acks": a.acks,
-            "linger.ms": a.linger_ms,
-            "batch.size": a.batch_size,
-            "compression.type": a.compression,
-            "queue.buffering.max.messages": 2_000_000,
-            "queue.buffering.max.kbytes": 2_097_151,
-            "socket.nagle.disable": True,
-            # The Java producer's default (and the bound idempotent producers need). librdkafka's
-            # default (1,000,000) seals a request every linger.ms however slow the acks are; a
-            # broker that answers a connection's requests one at a time (Kafka: acks=all waits for
-            # the followers' fetch before the next request of that connection is read) then lets
-            # tiny requests queue without bound: kafka3 on one core reached p50 11-16 s at
-            # 2,000 records/s, and 62 ms with 5 (bench/README.md, "fixed-rate ack latency").
-            "max.in.flight.requests.per.connection": a.max_in_flight,
-            "on_delivery": on_delivery,
-        }
+        _client(
+            a,
+            {
+                "bootstrap.servers": a.bootstrap,
+                "acks": a.acks,
+                "linger.ms": a.linger_ms,
+                "batch.size": a.batch_size,
+                "compression.type": a.compression,
+                "queue.buffering.max.messages": 2_000_000,
+                "queue.buffering.max.kbytes": 2_097_151,
+                "socket.nagle.disable": True,
+                # The Java producer's default (and the bound idempotent producers need). librdkafka's
+                # default (1,000,000) seals a request every linger.ms however slow the acks are; a
+                # broker that answers a connection's requests one at a time (Kafka: acks=all waits for
+                # the followers' fetch before the next request of that connection is read) then lets
+                # tiny requests queue without bound: kafka3 on one core reached p50 11-16 s at
+                # 2,000 records/s, and 62 ms with 5 (bench/README.md, "fixed-rate ack latency").
+                "max.in.flight.requests.per.connection": a.max_in_flight,
+                "on_delivery": on_delivery,
+            },
+        )
     )
     parts = len(p.list_topics(a.topic, timeout=10).topics[a.topic].partitions)
     buf = _payload(a.size)
@@ -366,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-in-flight", type=int, default=5, help="steady: requests in flight per connection")
     ap.add_argument("--failover", action="store_true", help="steady: wait for the harness to kill a leader")
     ap.add_argument("--tail-s", type=float, default=1.0, help="steady --failover: run on after recovery")
+    ap.add_argument(
+        "-X", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+        help="librdkafka property for every client this run makes (e.g. security.protocol=SASL_SSL)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     if a.mode == "ready":
         return _ready(a)

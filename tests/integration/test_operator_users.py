@@ -13,6 +13,7 @@ import asyncio
 import base64
 import copy
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from securedclients import SECURED, consume, produce_codes
 from tidelogcluster import tidelog_cluster
 
 from tidelog.broker.admin.client import AdminClient as ControlClient
+from tidelog.operator import desired_tls, pki
+from tidelog.operator.names import ClusterRef
 from tidelog.operator.users import delete_user, reconcile_users
 
 pytestmark = pytest.mark.timeout(300)
@@ -162,3 +165,58 @@ def test_a_user_resource_becomes_credentials_and_exact_acls(tmp_path: Path) -> N
         while not errors and time.monotonic() < deadline:
             producer.poll(0.2)
         assert [e.code() for e in errors[:1]] == [KafkaError._AUTHENTICATION]
+
+
+def test_a_tls_user_gets_a_client_certificate_from_the_cluster_ca(tmp_path: Path) -> None:
+    """authentication: tls: the operator signs a client certificate with the cluster CA (the Secret
+    desired_tls writes), the broker (trusting that CA, client certificates required) sees the
+    certificate's subject as the principal the User's ACLs name."""
+    now = datetime.now(UTC)
+    ref = ClusterRef("demo", "apps", "c-1")
+    ca = desired_tls.CaState(pki.new_ca("demo-cluster-ca v1", now, 400), 1)
+    broker_pair = pki.issue(ca.current, "demo-broker", ["127.0.0.1", "localhost"], now, 30)
+    keystore, truststore = tmp_path / "broker.pem", tmp_path / "ca.pem"
+    keystore.write_text(broker_pair.key_pem + broker_pair.cert_pem)
+    truststore.write_text(ca.current.cert_pem)
+    with tidelog_cluster(tmp_path / "cluster", 1, *SECURED, "--set", f"ssl.keystore.location={keystore}",
+                         "--set", f"ssl.truststore.location={truststore}", mtls=True) as cluster:  # fmt: skip
+        admin = AdminClient({"bootstrap.servers": cluster.brokers[1].bootstrap})
+        for future in admin.create_topics([NewTopic(t, 1, 1) for t in ("orders", "payroll")]).values():
+            future.result(20)
+        produce_codes({"bootstrap.servers": cluster.brokers[1].bootstrap}, "orders", 2)
+        kube = MemoryKube()
+        kube.objects[("Secret", "apps", "demo-cluster-ca")] = desired_tls.ca_secret(ref, ca)
+        cluster_obj = {"metadata": {"name": "demo", "namespace": "apps"}, "status": {}}
+        kube.objects[("User", "apps", "robot")] = {
+            "apiVersion": "tidelog.dev/v1alpha1", "kind": "User",
+            "metadata": {"name": "robot", "namespace": "apps", "uid": "u-2", "generation": 1},
+            "spec": {"clusterRef": {"name": "demo"}, "authentication": {"type": "tls"},
+                     "authorization": {"acls": [{"resource": {"type": "topic", "name": "orders"},
+                                                 "operations": ["Read", "Describe"]},
+                                                {"resource": {"type": "group", "name": "robots"},
+                                                 "operations": ["Read"]}]}},
+        }  # fmt: skip
+
+        async def reconcile() -> int:
+            async with ControlClient(cluster.admin_target(1), timeout=10) as control:
+                return await reconcile_users(kube, control, cluster_obj, NOW)
+
+        assert asyncio.run(reconcile()) == 0
+        status = kube.objects[("User", "apps", "robot")]["status"]
+        assert status["principal"] == "User:CN=robot,O=tidelog.dev", status
+        assert status["conditions"][0]["status"] == "True", status
+        secret = _secret(kube, "robot")
+        assert pki.verify_signed_by(secret["user.crt"], ca.current.cert_pem)
+        assert secret["user.pem"] == secret["user.key"] + secret["user.crt"]
+        first = secret["user.crt"]
+        assert asyncio.run(reconcile()) == 0
+        assert _secret(kube, "robot")["user.crt"] == first  # kept while it is far from its end
+        (tmp_path / "robot.pem").write_text(secret["user.pem"])
+        robot = {"bootstrap.servers": f"127.0.0.1:{cluster.mtls_ports[1]}", "security.protocol": "SSL",
+                 "ssl.ca.location": str(truststore), "ssl.certificate.location": str(tmp_path / "robot.pem"),
+                 "ssl.key.location": str(tmp_path / "robot.pem")}  # fmt: skip
+        deadline = time.monotonic() + 20
+        while (got := consume(robot, "orders", "robots", 2))[0] == [] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert sorted(got[0]) == [b"v0", b"v1"]
+        assert consume(robot, "payroll", "robots", 1)[1][0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -37,6 +37,7 @@ class TidelogCluster:
     external_ports: dict[int, int] = field(default_factory=dict)
     sasl_ports: dict[int, int] = field(default_factory=dict)
     client_conf: dict[str, str] = field(default_factory=dict)  # librdkafka settings for ``bootstrap``
+    mtls_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def external_bootstrap(self) -> str:
@@ -110,6 +111,7 @@ def tidelog_cluster(
     listener: str | None = None,
     client_conf: dict[str, str] | None = None,
     before_start: Callable[[EtcdServer], None] | None = None,
+    mtls: bool = False,
 ) -> Iterator[TidelogCluster]:
     """``size`` brokers (ids 1..size) sharing one etcd; session timeout 3 s so failover is quick.
     ``proxied``: each broker behind its own Kafka and etcd ``Link`` (see the module docstring).
@@ -120,7 +122,9 @@ def tidelog_cluster(
     ``sasl``: a second listener SASL (SASL_PLAINTEXT, SCRAM) on 127.0.0.1 (``sasl_ports``).
     ``listener``: the one listener is named after this protocol (``SASL_SSL``: ``extra`` holds its
     settings), and ``client_conf`` holds what a librdkafka client needs to talk to it.
-    ``before_start``: called with the etcd server before any broker starts (seed users, ...)."""
+    ``before_start``: called with the etcd server before any broker starts (seed users, ...).
+    ``mtls``: a second listener MTLS (SSL, client certificates required) on 127.0.0.1
+    (``mtls_ports``; ``extra`` holds ``ssl.keystore.location`` and ``ssl.truststore.location``)."""
     (tmp / "etcd").mkdir(parents=True, exist_ok=True)
     with etcd_server(tmp / "etcd") as etcd:
         url = f"etcd://{etcd.endpoints[0]}/test"
@@ -130,6 +134,7 @@ def tidelog_cluster(
         etcd_links: dict[int, Link] = {}
         external_ports: dict[int, int] = {}
         sasl_ports: dict[int, int] = {}
+        mtls_ports: dict[int, int] = {}
         if before_start is not None:
             before_start(etcd)
         try:
@@ -160,6 +165,13 @@ def tidelog_cluster(
                     ]  # fmt: skip
                 if listener:
                     network += ["--listen", f"{listener}://127.0.0.1:{port}"]
+                if mtls:
+                    mtls_ports[broker_id] = mtls_port = free_port()
+                    network += [
+                        "--listen", f"PLAINTEXT://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port}",
+                        "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,MTLS:SSL",
+                        "--set", "listener.name.mtls.ssl.client.auth=required",
+                    ]  # fmt: skip
                 if replication_tls:
                     network += ["--listen", f"PLAINTEXT://127.0.0.1:{port},REPLICATION://127.0.0.1:{free_port()}"]
                 args = [
@@ -194,6 +206,7 @@ def tidelog_cluster(
                 external_ports,
                 sasl_ports,
                 dict(client_conf or {}),
+                mtls_ports,
             )
             try:
                 wait_until(lambda: _sees_everyone(cluster, size), 30, f"every broker seeing {size} brokers")
