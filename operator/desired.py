@@ -225,7 +225,7 @@ def broker_container(ref: ClusterRef, spec: ClusterSpec) -> dict[str, Any]:
         ],
     }  # fmt: skip
     if desired_tls.secured(spec):
-        container["volumeMounts"].append(desired_tls.tls_mount())
+        container["volumeMounts"] += [desired_tls.tls_mount(), desired_tls.admin_token_mount()]
     resources = {k: v for k, v in (("requests", spec.resources.requests), ("limits", spec.resources.limits)) if v}
     if resources:
         container["resources"] = copy.deepcopy(resources)
@@ -256,7 +256,7 @@ def pod_template(ref: ClusterRef, spec: ClusterSpec, certificates: str | None = 
         ],
     }
     if desired_tls.secured(spec):
-        pod_spec["volumes"].append(desired_tls.tls_volume(ref))
+        pod_spec["volumes"] += [desired_tls.tls_volume(ref), desired_tls.admin_token_volume(ref)]
     if spec.topology_spread:
         pod_spec["topologySpreadConstraints"] = [
             {

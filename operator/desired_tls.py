@@ -50,6 +50,8 @@ from tidelog.operator.models import Authentication, ClusterSpec
 from tidelog.operator.names import REPLICATION_PORT, ClusterRef
 
 TLS_MOUNT = "/etc/tidelog/tls"
+ADMIN_TOKEN_MOUNT = "/etc/tidelog/admin"  # noqa: S105 - a path, not a secret
+ADMIN_TOKEN_FILE = f"{ADMIN_TOKEN_MOUNT}/token"
 TRUSTSTORE = f"{TLS_MOUNT}/ca.crt"
 CERT_MANAGER_KEYSTORE = f"{TLS_MOUNT}/tls-combined.pem"  # cert-manager's CombinedPEM output (key + chain)
 CERTS_ANNOTATION = "tidelog.dev/certificates"
@@ -127,6 +129,7 @@ def security_args(spec: ClusterSpec, ref: ClusterRef) -> list[str]:
         f"ssl.keystore.location={keystore(spec)}",
         f"ssl.truststore.location={TRUSTSTORE}",
         "listener.name.replication.ssl.client.auth=required",
+        f"admin.token.file={ADMIN_TOKEN_FILE}",
     ]
     for name, listener in (("internal", internal), ("external", external)):
         if listener is None:
@@ -159,6 +162,19 @@ def tls_volume(ref: ClusterRef) -> dict[str, Any]:
 
 def tls_mount() -> dict[str, Any]:
     return {"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True}
+
+
+def admin_token_volume(ref: ClusterRef) -> dict[str, Any]:
+    """The admin API's bearer token (a secured cluster's control plane takes no anonymous calls)."""
+    return {"name": "admin-token", "secret": {"secretName": ref.admin_token_secret, "defaultMode": 0o440}}
+
+
+def admin_token_mount() -> dict[str, Any]:
+    return {"name": "admin-token", "mountPath": ADMIN_TOKEN_MOUNT, "readOnly": True}
+
+
+def admin_token_secret(ref: ClusterRef, token: str) -> dict[str, Any]:
+    return _secret(ref, ref.admin_token_secret, {"token": token}, {})
 
 
 # ----- names -----

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -62,7 +63,7 @@ class Runtime:
 RUNTIME = Runtime()
 
 
-def admin_client(target: str) -> AdminClient:
+def admin_client(target: str, token: str | None = None) -> AdminClient:
     """A client of a broker's admin API, protected as the operator's environment says (all optional,
     the CLI's names): ``TIDELOG_ADMIN_CA`` (turns TLS on), ``TIDELOG_ADMIN_CERT`` and
     ``TIDELOG_ADMIN_KEY`` (mutual TLS), ``TIDELOG_ADMIN_SERVER_NAME``, ``TIDELOG_ADMIN_TOKEN_FILE``."""
@@ -76,8 +77,17 @@ def admin_client(target: str) -> AdminClient:
             path.get("TIDELOG_ADMIN_KEY"),
             env.get("TIDELOG_ADMIN_SERVER_NAME"),
         )
-    token_file = Path(env["TIDELOG_ADMIN_TOKEN_FILE"]) if "TIDELOG_ADMIN_TOKEN_FILE" in env else None
-    return AdminClient(target, timeout=15.0, tls=tls, token_file=token_file)
+    token_file = Path(env["TIDELOG_ADMIN_TOKEN_FILE"]) if "TIDELOG_ADMIN_TOKEN_FILE" in env and not token else None
+    return AdminClient(target, timeout=15.0, tls=tls, token=token, token_file=token_file)
+
+
+async def cluster_admin(kube: KubeAPI, cluster: dict[str, Any]) -> AdminClient:
+    """A client of a Cluster's admin API with its token (a secured cluster's Secret), for the
+    finalizers."""
+    ref = ClusterRef.from_body(cluster)
+    secret = await kube.get("Secret", ref.namespace, ref.admin_token_secret)
+    raw = ((secret or {}).get("data") or {}).get("token")
+    return admin_client(ref.admin_bootstrap_address, base64.b64decode(raw).decode() if raw else None)
 
 
 @kopf.on.startup()
@@ -184,7 +194,7 @@ async def topic_deleted(*, body: kopf.Body, namespace: str | None, retry: int, l
         logger.info("%s", await delete_topic(kube, None, topic))
         return
     try:
-        async with admin_client(ClusterRef.from_body(cluster).admin_bootstrap_address) as admin:
+        async with await cluster_admin(kube, cluster) as admin:
             logger.info("%s", await delete_topic(kube, admin, topic))
     except ConnectionError as exc:
         if retry >= TOPIC_DELETE_RETRIES:
@@ -220,7 +230,7 @@ async def user_deleted(*, body: kopf.Body, namespace: str | None, retry: int, lo
         logger.info("%s", await delete_user(None, user))
         return
     try:
-        async with admin_client(ClusterRef.from_body(cluster).admin_bootstrap_address) as admin:
+        async with await cluster_admin(kube, cluster) as admin:
             logger.info("%s", await delete_user(admin, user))
     except ConnectionError as exc:
         if retry >= TOPIC_DELETE_RETRIES:

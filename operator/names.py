@@ -72,6 +72,11 @@ class ClusterRef:
         return f"{self.name}-cluster-ca"
 
     @property
+    def admin_token_secret(self) -> str:
+        """The bearer token of the brokers' admin API (secured clusters), ``token``."""
+        return f"{self.name}-admin-token"
+
+    @property
     def cluster_ca_cert_secret(self) -> str:
         """The CA certificate(s) clients trust (``ca.crt``), no key."""
         return f"{self.name}-cluster-ca-cert"

@@ -23,6 +23,7 @@ picks them up where they were.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -49,7 +50,7 @@ from tidelog.operator.names import COMPONENT_LABEL, EXTERNAL_PORT, HASH_ANNOTATI
 from tidelog.operator.topics import reconcile_topics
 from tidelog.operator.users import reconcile_users
 
-AdminFactory = Callable[[str], AbstractAsyncContextManager[ClusterAdmin]]
+AdminFactory = Callable[..., AbstractAsyncContextManager[ClusterAdmin]]  # (target, token=None)
 log = logging.getLogger(__name__)
 BUSY_S = 3.0  # come back soon while something moves
 BROKER_BACK_TIMEOUT_S = 600.0  # a restarted broker not Ready and alive by then stops the roll
@@ -102,6 +103,7 @@ class Pass:
     warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
     external: dict[int, desired.ExternalAddress] = field(default_factory=dict)  # per broker, from its Service
     external_bootstrap: desired.ExternalAddress | None = None
+    admin_token: str | None = None  # a secured cluster's admin API token (certificates step)
 
     def __post_init__(self) -> None:
         self.ref = ClusterRef.from_body(self.body)
@@ -198,12 +200,28 @@ class Pass:
         if plan.scaling and plan.scaling.phase == "Shrinking":
             await self.finish_shrink()
 
+    def admin(self) -> AbstractAsyncContextManager[ClusterAdmin]:
+        """A client of the brokers' admin API (with the cluster's token when it has one)."""
+        target = self.ref.admin_bootstrap_address
+        return self.admin_for(target, token=self.admin_token) if self.admin_token else self.admin_for(target)
+
+    async def ensure_admin_token(self) -> None:
+        """A secured cluster's admin API takes only calls with its bearer token: the Secret is made
+        once (owned by the Cluster) and mounted into every broker (admin.token.file)."""
+        existing = await self.kube.get("Secret", self.ref.namespace, self.ref.admin_token_secret)
+        token = desired_tls.text(existing, "token")
+        if not token:
+            token = secrets.token_urlsafe(32)
+            await self.kube.apply(desired_tls.admin_token_secret(self.ref, token))
+        self.admin_token = token
+
     async def certificates(self, brokers: int) -> str | None:
         """The certificates of ``brokers`` brokers (secured listeners only); the pods' annotation."""
         if not desired_tls.secured(self.spec):
             self.status.certificates = None
             METRICS.forget_certificates(self.ref.namespace, self.ref.name)
             return None
+        await self.ensure_admin_token()
         current = self.sts["spec"]["replicas"] if self.sts else 0
         try:
             outcome = await reconcile_certificates(
@@ -307,7 +325,7 @@ class Pass:
 
     async def describe(self) -> None:
         try:
-            async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+            async with self.admin() as admin:
                 self.cluster = await admin.describe_cluster()
         except Exception as exc:  # unreachable, or a broker still starting its admin service
             raise Wait("AdminUnavailable", str(exc)) from exc
@@ -330,7 +348,7 @@ class Pass:
         s = self.status.scaling
         if s is None or s.phase not in ("AwaitingBrokers", "Rebalancing"):
             return
-        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+        async with self.admin() as admin:
             if s.phase == "AwaitingBrokers":
                 plan = await admin.rebalance()
                 log.info(
@@ -360,7 +378,7 @@ class Pass:
         if s is None or s.phase not in ("Draining", "Verifying", "Blocked"):
             return
         remaining = s.to_replicas or 0
-        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+        async with self.admin() as admin:
             topics = [await admin.describe_topic(t) for t in await admin.list_topics()]
             rfs = {t.name: max((len(p.replicas) - len(p.adding) for p in t.partitions), default=0) for t in topics}
             blocker = drain_blocker(remaining, rfs)
@@ -412,7 +430,7 @@ class Pass:
             roll = self.status.roll = RollStatus(phase="Rolling", target_hash=target, started_at=self.now)
         roll.pending = roll_order(stale, self.status.controller_id)
         nxt = roll.pending[0]
-        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+        async with self.admin() as admin:
             check = await admin.can_restart(nxt)
         if not check.ok:
             roll.message = f"broker {nxt} waits: " + "; ".join(check.reasons[:3])
@@ -425,7 +443,7 @@ class Pass:
         raise Wait("Rolling", roll.message)
 
     async def topics(self) -> None:
-        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+        async with self.admin() as admin:
             failed = await reconcile_topics(self.kube, admin, self.ref.namespace, self.ref.name, self.now)
         if failed:
             self.warning = self.warning or (
@@ -444,7 +462,7 @@ class Pass:
             "renewBeforeDays": self.spec.certificates.renew_before_days,
             "validityDays": self.spec.certificates.validity_days,
         }
-        async with self.admin_for(self.ref.admin_bootstrap_address) as admin:
+        async with self.admin() as admin:
             failed = await reconcile_users(self.kube, admin, cluster, self.now)
         if failed:
             self.warning = self.warning or ("UsersFailing", f"{failed} User(s) failed to reconcile (see their status)")

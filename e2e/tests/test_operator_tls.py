@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
 
-from tidelog.broker.admin.client import AdminClient
+from tidelog.broker.admin.client import AdminAuthenticationError, AdminClient
 from tidelog.operator import pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,13 +168,15 @@ def pod_ready(kube: Kube, broker: int) -> bool:
 def smallest_isr(kube: Kube) -> int | None:
     """The smallest ISR of the topic's partitions (admin API on a pod IP), None if none answered."""
 
+    token = secret_text(kube, f"{NAME}-admin-token", "token")  # a secured cluster's admin API wants it
+
     async def go() -> int | None:
         for b in range(3):
             ip = kube.out("get", "pod", f"{NAME}-{b}", "-o", "jsonpath={.status.podIP}")
             if not ip:
                 continue
             with contextlib.suppress(Exception):
-                async with AdminClient(f"{ip}:9093", timeout=3) as admin:
+                async with AdminClient(f"{ip}:9093", timeout=3, token=token) as admin:
                     return min(len(p.isr) for p in (await admin.describe_topic("payments")).partitions)
         return None
 
@@ -201,9 +203,21 @@ def test_a_tls_cluster_comes_ready_with_its_ca_and_certificates(operator: Kube, 
         kube.apply(TOPIC)
         wait_until("Topic payments Ready", lambda: topic_ready(kube), timeout=60)
     uid = kube.get("cluster", NAME)["metadata"]["uid"]
-    for name in (f"{NAME}-cluster-ca", f"{NAME}-cluster-ca-cert", f"{NAME}-broker-certs"):
+    for name in (f"{NAME}-cluster-ca", f"{NAME}-cluster-ca-cert", f"{NAME}-broker-certs", f"{NAME}-admin-token"):
         owners = secret(kube, name)["metadata"]["ownerReferences"]
         assert [(o["kind"], o["uid"]) for o in owners] == [("Cluster", uid)]  # deleted with the Cluster
+    # The control plane of a secured cluster takes no anonymous calls (the operator used the token).
+    token = secret_text(kube, f"{NAME}-admin-token", "token")
+    broker_ip = kube.out("get", "pod", f"{NAME}-0", "-o", "jsonpath={.status.podIP}")
+
+    async def admin_calls() -> int:
+        async with AdminClient(f"{broker_ip}:9093", timeout=10) as anonymous:
+            with pytest.raises(AdminAuthenticationError):
+                await anonymous.describe_cluster()
+        async with AdminClient(f"{broker_ip}:9093", timeout=10, token=token) as admin:
+            return len((await admin.describe_cluster()).brokers)
+
+    assert asyncio.run(admin_calls()) == 3
     assert sorted(secret(kube, f"{NAME}-cluster-ca-cert")["data"]) == ["ca.crt"]  # no key for clients
     ca = secret_text(kube, f"{NAME}-cluster-ca-cert", "ca.crt")
     assert ca == secret_text(kube, f"{NAME}-cluster-ca", "ca.crt")

@@ -100,9 +100,11 @@ def test_a_tls_internal_listener_adds_mutual_tls_replication_and_mounts_the_keys
         "ssl.keystore.location": "/etc/tidelog/tls/$(POD_NAME).pem",
         "ssl.truststore.location": "/etc/tidelog/tls/ca.crt",
         "listener.name.replication.ssl.client.auth": "required",
+        "admin.token.file": "/etc/tidelog/admin/token",
         "metrics.host": "*",
     }
     assert {"name": "tls", "mountPath": "/etc/tidelog/tls", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "admin-token", "mountPath": "/etc/tidelog/admin", "readOnly": True} in c["volumeMounts"]
     assert {"name": "replication", "containerPort": 9091, "protocol": "TCP"} in c["ports"]
     sts = desired.desired_objects(REF, spec(**TLS), certificates="ca=abc,certs=1")[-1]
     template = sts["spec"]["template"]
@@ -501,9 +503,11 @@ class RunbookKube(FakeKube):
 class RunbookAdmin:
     def __init__(self) -> None:
         self.refuse: set[int] = set()
+        self.tokens: set[str | None] = set()
 
     @contextlib.asynccontextmanager
-    async def connect(self, _target: str) -> AsyncIterator[RunbookAdmin]:
+    async def connect(self, _target: str, token: str | None = None) -> AsyncIterator[RunbookAdmin]:
+        self.tokens.add(token)
         yield self
 
     async def describe_cluster(self) -> ClusterDesc:
@@ -527,10 +531,13 @@ def test_a_tls_cluster_runs_its_pki_before_its_pods_and_rolls_a_renewal_only_whe
     kube, admin = RunbookKube(), RunbookAdmin()
     run(kube, admin)
     assert kube.applied.index(("Secret", "demo-broker-certs")) < kube.applied.index(("StatefulSet", "demo"))
+    assert kube.applied.index(("Secret", "demo-admin-token")) < kube.applied.index(("StatefulSet", "demo"))
     kube.start_pods(range(3))
     run(kube, admin)
     ready = next(c for c in kube.status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
+    assert None not in admin.tokens  # every admin call of a secured cluster carries its token
+    assert all(len(t or "") >= 32 for t in admin.tokens)
     assert kube.status["certificates"]["certGeneration"] == 1
     first = kube.objects[("StatefulSet", "demo")]["metadata"]["annotations"][HASH_ANNOTATION]
     admin.refuse = {2}  # restarting broker 2 would take a partition under min ISR
