@@ -2,20 +2,29 @@
 disk, measured in the same run.
 
 * append: ``PartitionLog.append_as_leader`` of 16 KiB and 1 MiB v2 batches (validation, CRC-32C,
-  offset patching, ``pwritev``, index upkeep) into a new log, page cache only (Kafka's default: no
-  fsync per write) — against ``dd if=/dev/zero of=FILE bs=<same> conv=notrunc`` into a new file on the
-  same filesystem;
-* read: ``PartitionLog.read`` regions of up to 1 MiB sent with ``os.sendfile`` to a loopback TCP
-  socket drained by another process — against ``dd if=FILE of=/dev/null bs=1M`` from the page cache,
-  and a single raw ``sendfile`` of the whole file to the same receiver (the socket path's limit).
+  offset patching, one ``pwrite`` per batch into the page cache, index upkeep) into a new log, no
+  fsync (Kafka's default) — against ``dd if=/dev/zero of=FILE bs=<same> conv=notrunc`` into a new
+  file on the same filesystem (the issue's raw limit), and against a Python ``pwrite`` loop writing
+  the same blocks with blocks reserved ahead as the log reserves them (``FileIO.preallocate``): the
+  floor of the log's own write pattern, so the log's overhead and its preallocation gain show apart;
+* read: ``PartitionLog.read`` regions of up to 1 MiB and 8 MiB (batch-aligned) sent with
+  ``os.sendfile`` to a loopback TCP socket — against ``dd if=FILE of=/dev/null bs=1M`` from the page
+  cache (the raw limit) and one raw ``sendfile`` of the whole file to the same receiver (the socket
+  path's limit). The receiver, another process, discards what it gets with ``splice`` to
+  /dev/null (no copy to user space: the consumer's memcpy does not bound the measurement); a row
+  with a copying receiver (``recv_into``) is kept for comparison.
 
-Each figure is the median of ``--repeats`` runs (min and max shown). Output: a markdown table on
-stdout and ``bench/results/log-micro.{md,json}``.
+Systems alternate within each repeat; each figure is the median of ``--repeats`` runs (min and max
+shown), every ratio is printed. Output: a markdown table on stdout and
+``bench/results/log-micro.{md,json}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import functools
 import json
 import multiprocessing
 import os
@@ -31,14 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from tidelog.broker.log.config import LogConfig
-from tidelog.broker.log.files import FileRegion
+from tidelog.broker.log.io import FileIO
 from tidelog.broker.log.log import PartitionLog
-from tidelog.broker.protocol.batch import HEADER_SIZE, read_header
 from tidelog.broker.protocol.records import Record, build_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 GiB = 1 << 30
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_DISCARD = "receiver discards (splice to /dev/null)"
 
 
 def make_batch(size: int) -> bytearray:
@@ -55,7 +65,9 @@ def bench_append(work: Path, batch_size: int, total: int) -> float:
     view = memoryview(batch)
     count = total // len(batch)
     config = LogConfig(segment_bytes=GiB, max_message_bytes=2 << 20)
-    plog = PartitionLog.open(work / f"append-{batch_size}-0", config)
+    directory = work / f"append-{batch_size}-0"
+    shutil.rmtree(directory, ignore_errors=True)  # a new log each run; the last one stays for the reads
+    plog = PartitionLog.open(directory, config)
     start = time.perf_counter()
     for _ in range(count):
         plog.append_as_leader(view)
@@ -65,16 +77,44 @@ def bench_append(work: Path, batch_size: int, total: int) -> float:
 
 
 def bench_dd_write(work: Path, block: int, total: int) -> float:
+    """Seconds for dd to write ``total`` bytes in ``block``-byte writes to a new file (scaled like
+    ``bench_append`` to exactly ``total`` bytes)."""
     path = work / f"dd-{block}"
     path.unlink(missing_ok=True)
+    count = total // block
     start = time.perf_counter()
     subprocess.run(
-        ["dd", "if=/dev/zero", f"of={path}", f"bs={block}", f"count={total // block}", "conv=notrunc", "status=none"],
+        ["dd", "if=/dev/zero", f"of={path}", f"bs={block}", f"count={count}", "conv=notrunc", "status=none"],
         check=True,
     )
     elapsed = time.perf_counter() - start
     path.unlink()
-    return elapsed
+    return elapsed * total / (count * block)
+
+
+def bench_pwrite_floor(work: Path, batch_size: int, total: int) -> float:
+    """Seconds for a bare ``pwrite`` loop of the same batch into a new file, reserving blocks ahead
+    as the log does (``FileIO.preallocate``): the kernel's share of the log's append."""
+    batch = make_batch(batch_size)
+    size = len(batch)
+    count = total // size
+    io = FileIO()
+    chunk = io.preallocate_bytes
+    path = work / f"floor-{batch_size}"
+    fd = io.open(path, create=True)
+    reserved = position = 0
+    start = time.perf_counter()
+    for _ in range(count):
+        if position + size > reserved:  # LogSegment._reserve's policy
+            ahead = min(max(chunk, position >> 4), chunk << 4)
+            ok = ahead > 0 and io.preallocate(fd, position, size + ahead)
+            reserved = position + size + ahead if ok else 1 << 62
+        os.pwrite(fd, batch, position)
+        position += size
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    path.unlink()
+    return elapsed * total / (count * size)
 
 
 def bench_dd_read(path: Path) -> float:
@@ -83,33 +123,51 @@ def bench_dd_read(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _drain(port: int, expected: int, ready: Any) -> None:
-    """The consumer side: accept one connection and read ``expected`` bytes into a reused buffer."""
+def _drain(port: int, expected: int, copy: bool, ready: Any) -> None:
+    """The consumer side: accept one connection and take ``expected`` bytes, either discarding them
+    in the kernel (``splice`` to /dev/null through a pipe: no copy to user space) or copying them
+    into a reused buffer (``recv_into``), then answer one byte."""
     with socket.create_server(("127.0.0.1", port)) as server:
         ready.set()
         conn, _ = server.accept()
-        buf = bytearray(4 << 20)
-        view = memoryview(buf)
         got = 0
         with conn:
-            while got < expected:
-                n = conn.recv_into(view)
-                if not n:
-                    break
-                got += n
+            if copy or not hasattr(os, "splice"):
+                view = memoryview(bytearray(4 << 20))
+                flags = 0 if copy else socket.MSG_TRUNC  # MSG_TRUNC: TCP discards, copies nothing
+                while got < expected:
+                    n = conn.recv_into(view, len(view), flags)
+                    if not n:
+                        break
+                    got += n
+            else:
+                pipe_out, pipe_in = os.pipe()
+                null = os.open(os.devnull, os.O_WRONLY)
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(pipe_in, _F_SETPIPE_SZ, 1 << 20)
+                while got < expected:
+                    n = os.splice(conn.fileno(), pipe_in, 1 << 20)
+                    if not n:
+                        break
+                    moved = 0
+                    while moved < n:
+                        moved += os.splice(pipe_out, null, n - moved)
+                    got += n
+                for fd in (pipe_out, pipe_in, null):
+                    os.close(fd)
             conn.sendall(b"k")
 
 
-def _with_receiver(expected: int, send: Callable[[socket.socket], None]) -> float:
+def _with_receiver(expected: int, send: Callable[[socket.socket], None], *, copy: bool = False) -> float:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     ready = multiprocessing.Event()
-    proc = multiprocessing.Process(target=_drain, args=(port, expected, ready))
+    proc = multiprocessing.Process(target=_drain, args=(port, expected, copy, ready))
     proc.start()
     ready.wait(10)
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # the kernel doubles it
         start = time.perf_counter()
         send(sock)
         sock.recv(1)  # the receiver has everything
@@ -118,7 +176,9 @@ def _with_receiver(expected: int, send: Callable[[socket.socket], None]) -> floa
     return elapsed
 
 
-def bench_log_sendfile(plog: PartitionLog, fetch_bytes: int) -> float:
+def bench_log_sendfile(plog: PartitionLog, fetch_bytes: int, *, copy: bool = False) -> float:
+    """Seconds to send the whole log as consecutive ``read`` regions (whole batches, at most
+    ``fetch_bytes``), each with ``sendfile`` from the segment's descriptor, as a Fetch would."""
     total = plog.size_bytes
 
     def send(sock: socket.socket) -> None:
@@ -126,8 +186,7 @@ def bench_log_sendfile(plog: PartitionLog, fetch_bytes: int) -> float:
         offset = plog.log_start_offset
         end = plog.log_end_offset
         while offset < end:
-            info = plog.read(offset, fetch_bytes)
-            region = info.region
+            region = plog.read(offset, fetch_bytes).region
             assert region is not None
             try:
                 pos, left = region.position, region.length
@@ -137,19 +196,9 @@ def bench_log_sendfile(plog: PartitionLog, fetch_bytes: int) -> float:
                     left -= n
             finally:
                 region.release()
-            offset = _next_offset(plog, region)
+            offset = region.next_offset
 
-    return _with_receiver(total, send)
-
-
-def _next_offset(plog: PartitionLog, region: FileRegion) -> int:
-    """The offset after a region: the base offset of the batch that follows it on disk."""
-    index = next(i for i, seg in enumerate(plog.segments) if seg.handle is region.handle)
-    segment = plog.segments[index]
-    end = region.position + region.length
-    if end >= segment.size:
-        return plog.segments[index + 1].base_offset if index + 1 < len(plog.segments) else plog.log_end_offset
-    return read_header(segment.read_bytes(end, HEADER_SIZE)).base_offset
+    return _with_receiver(total, send, copy=copy)
 
 
 def bench_raw_sendfile(path: Path) -> float:
@@ -172,6 +221,10 @@ def summarize(samples: list[float], nbytes: int) -> dict[str, float]:
     return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
 
+def _cell(stats: dict[str, float]) -> str:
+    return f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-mib", type=int, default=1024, help="bytes moved per run")
@@ -180,40 +233,57 @@ def main() -> None:
     total = args.total_mib << 20
     (ROOT / ".build").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="log-micro-", dir=ROOT / ".build"))
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
+    config = LogConfig(segment_bytes=GiB, max_message_bytes=2 << 20)
     try:
         for batch_size, label in ((16 << 10, "16 KiB"), (1 << 20, "1 MiB")):
-            ours, raw = [], []
-            for r in range(args.repeats):  # alternate A/B within the run
-                shutil.rmtree(work / f"append-{batch_size}-0", ignore_errors=True)
-                ours.append(bench_append(work, batch_size, total))
-                raw.append(bench_dd_write(work, len(make_batch(batch_size)), total))
-                del r
+            block = len(make_batch(batch_size))
+            ours: list[float] = []
+            raw: list[float] = []
+            floor: list[float] = []
+            systems: list[tuple[list[float], Callable[[], float]]] = [
+                (ours, functools.partial(bench_append, work, batch_size, total)),
+                (raw, functools.partial(bench_dd_write, work, block, total)),
+                (floor, functools.partial(bench_pwrite_floor, work, batch_size, total)),
+            ]
+            for r in range(args.repeats):  # alternate the systems, each repeat starting with another
+                for times, run in systems[r % 3 :] + systems[: r % 3]:
+                    times.append(run())
             rows.append(
                 {
                     "metric": f"append, {label} batches",
                     "tidelog": summarize(ours, total),
                     "limit": summarize(raw, total),
-                    "limit_cmd": f"dd if=/dev/zero bs={label} (new file)",
+                    "limit_cmd": "dd if=/dev/zero bs=<batch size> of=<new file> (page cache, no direct I/O)",
+                    "second": summarize(floor, total),
+                    "second_cmd": "Python pwrite loop of the same batches, blocks reserved ahead as the log does",
                 }
             )
-        plog = PartitionLog.open(work / f"append-{1 << 20}-0", LogConfig(segment_bytes=GiB, max_message_bytes=2 << 20))
+        plog = PartitionLog.open(work / f"append-{1 << 20}-0", config)
         size = plog.size_bytes
         segment_path = plog.segments[0].handle.path
         bench_dd_read(segment_path)  # warm the page cache
-        for fetch, label in ((1 << 20, "1 MiB fetches"),):
-            ours, raw_read, raw_send = [], [], []
-            for _ in range(args.repeats):
-                ours.append(bench_log_sendfile(plog, fetch))
-                raw_read.append(bench_dd_read(segment_path))
-                raw_send.append(bench_raw_sendfile(segment_path))
+        cases = (
+            (f"read via sendfile to loopback, 1 MiB fetches, {_DISCARD}", 1 << 20, False),
+            (f"read via sendfile to loopback, 8 MiB fetches, {_DISCARD}", 8 << 20, False),
+            ("read via sendfile to loopback, 1 MiB fetches, receiver copies (recv_into)", 1 << 20, True),
+        )
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        raw_read, raw_send = [], []
+        for _ in range(args.repeats):
+            for name, fetch, copy in cases:
+                samples[name].append(bench_log_sendfile(plog, fetch, copy=copy))
+            raw_read.append(bench_dd_read(segment_path))
+            raw_send.append(bench_raw_sendfile(segment_path))
+        for name, _, _ in cases:
             rows.append(
                 {
-                    "metric": f"read via sendfile to loopback, {label}",
-                    "tidelog": summarize(ours, size),
+                    "metric": name,
+                    "tidelog": summarize(samples[name], size),
                     "limit": summarize(raw_read, size),
-                    "limit_cmd": "dd if=segment of=/dev/null bs=1M (cached)",
-                    "socket_limit": summarize(raw_send, size),
+                    "limit_cmd": "dd if=<segment> of=/dev/null bs=1M (page cache)",
+                    "second": summarize(raw_send, size),
+                    "second_cmd": "one raw sendfile of the whole segment to the same socket set-up and receiver",
                 }
             )
         plog.close()
@@ -228,25 +298,21 @@ def main() -> None:
         "repeats": args.repeats,
     }
     lines = [
-        "| metric | Tidelog GB/s (min-max) | raw limit GB/s (min-max) | ratio | limit measured with |",
-        "|---|---|---|---|---|",
+        "| metric | Tidelog GB/s (min-max) | raw limit GB/s (min-max) | ratio"
+        " | same-path limit GB/s (min-max) | ratio |",
+        "|---|---|---|---|---|---|",
     ]
+    legend: dict[str, None] = {}
     for row in rows:
-        t, lim = row["tidelog"], row["limit"]
-        assert isinstance(t, dict)
-        assert isinstance(lim, dict)
+        t, lim, sec = row["tidelog"], row["limit"], row["second"]
         lines.append(
-            f"| {row['metric']} | {t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) | "
-            f"{lim['median']:.2f} ({lim['min']:.2f}-{lim['max']:.2f}) | {t['median'] / lim['median']:.2f}x | "
-            f"{row['limit_cmd']} |"
+            f"| {row['metric']} | {_cell(t)} | {_cell(lim)} | {t['median'] / lim['median']:.2f}x | "
+            f"{_cell(sec)} | {t['median'] / sec['median']:.2f}x |"
         )
-        if "socket_limit" in row:
-            s = row["socket_limit"]
-            assert isinstance(s, dict)
-            lines.append(
-                f"| (socket path limit: one raw sendfile of the file) | | {s['median']:.2f} "
-                f"({s['min']:.2f}-{s['max']:.2f}) | {t['median'] / s['median']:.2f}x | os.sendfile whole file |"
-            )
+        legend[
+            f"{row['metric'].split(',')[0]}: raw limit = {row['limit_cmd']}; same-path limit = {row['second_cmd']}"
+        ] = None
+    lines += ["", *(f"- {line}" for line in legend)]
     table = "\n".join(lines)
     print(table)
     print(f"\nmachine: {machine}")

@@ -82,6 +82,24 @@ class LogConfig:
     message_timestamp_before_max_ms: int = LONG_MAX
     message_timestamp_after_max_ms: int = 3600 * 1000
     file_delete_delay_ms: int = 60_000
+    append_settings: tuple[int, int, bool, int, int, bool, int] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    """What every append reads, in one tuple (one attribute load instead of nine on the produce hot
+    path): segment.bytes, max.message.bytes, LogAppendTime?, message.timestamp.after.max.ms,
+    message.timestamp.before.max.ms, compact?, segment.ms - segment.jitter.ms."""
+
+    def __post_init__(self) -> None:
+        settings = (
+            self.segment_bytes,
+            self.max_message_bytes,
+            self.message_timestamp_type == "LogAppendTime",
+            self.message_timestamp_after_max_ms,
+            self.message_timestamp_before_max_ms,
+            "compact" in self.cleanup_policy,
+            self.segment_ms - self.segment_jitter_ms,
+        )
+        object.__setattr__(self, "append_settings", settings)
 
     PARSERS: ClassVar[Mapping[str, Callable[[str, str], Any]]] = {
         # Kafka 4.0 raised segment.bytes' minimum to 1 MiB (KIP-1030); tests use smaller segments

@@ -48,9 +48,12 @@ class HandleCache:
 
 
 class FileHandle:
-    """One file, opened lazily through the cache. ``pin``/``unpin`` bracket every use of the fd."""
+    """One file, opened lazily through the cache. ``pin``/``unpin`` bracket every use of the fd
+    that outlives the current call (a region handed to a sender). ``fd`` is the descriptor, -1 while
+    closed: a synchronous use (one syscall, no await) may read it directly, since only opening
+    another handle can close this one."""
 
-    __slots__ = ("_fd", "cache", "io", "keep_open", "path", "pins", "retired")
+    __slots__ = ("cache", "fd", "io", "keep_open", "path", "pins", "retired")
 
     def __init__(self, path: Path, cache: HandleCache, io: FileIO) -> None:
         self.path = path
@@ -59,22 +62,22 @@ class FileHandle:
         self.pins = 0
         self.keep_open = False  # the active segment keeps its descriptor
         self.retired = False  # the segment is gone: close as soon as no reader pins it
-        self._fd = -1
+        self.fd = -1
 
     def pin(self) -> int:
-        if self.keep_open and self._fd >= 0:  # the active segment: no LRU bookkeeping
+        if self.keep_open and self.fd >= 0:  # the active segment: no LRU bookkeeping
             self.pins += 1
-            return self._fd
-        if self._fd < 0:
+            return self.fd
+        if self.fd < 0:
             if self.retired:
                 raise FileNotFoundError(f"{self.path} was deleted")
-            self._fd = self.io.open(self.path)
+            self.fd = self.io.open(self.path)
             self.pins += 1  # pinned before the cache evicts: never this handle
             self.cache.opened(self)
-            return self._fd
+            return self.fd
         self.cache.touched(self)
         self.pins += 1
-        return self._fd
+        return self.fd
 
     def unpin(self) -> None:
         self.pins -= 1
@@ -89,9 +92,9 @@ class FileHandle:
             self.close()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
             self.cache.closed(self)
 
 

@@ -163,9 +163,34 @@ class OffsetIndex(_Index):
 
 
 class TimeIndex(_Index):
-    """Maps the max timestamp seen so far to the offset holding it; timestamps strictly increase."""
+    """Maps the max timestamp seen so far to the offset holding it; timestamps strictly increase.
+
+    ``last_timestamp`` is the last entry's timestamp (-1 if none or not loaded yet): the segment's
+    append compares against it before calling ``maybe_append``, as Kafka skips the time index when
+    the max timestamp did not grow."""
 
     entry = _TIME_ENTRY
+
+    def __init__(self, path: Path, base_offset: int, max_entries: int, io: FileIO) -> None:
+        super().__init__(path, base_offset, max_entries, io)
+        self.last_timestamp = -1
+
+    def _sync_last(self) -> None:
+        self.last_timestamp = self.keys[-1] if self.keys else -1
+
+    def load(self) -> None:
+        try:
+            super().load()
+        finally:
+            self._sync_last()
+
+    def reset(self) -> None:
+        super().reset()
+        self._sync_last()
+
+    def truncate_entries(self, count: int) -> None:
+        super().truncate_entries(count)
+        self._sync_last()
 
     def _decode(self, raw: bytes) -> None:
         last_ts = -(2**63)
@@ -186,6 +211,7 @@ class TimeIndex(_Index):
         if timestamp >= 0 and (not self.keys or timestamp > self.keys[-1]):
             self.keys.append(timestamp)
             self.values.append(max(offset, self.values[-1] if self.values else offset))
+            self.last_timestamp = timestamp
 
     def last_entry(self) -> tuple[int, int]:
         """(timestamp, offset) of the last entry; (-1, base offset) if empty."""

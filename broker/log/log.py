@@ -12,11 +12,10 @@ from __future__ import annotations
 import bisect
 import logging
 import re
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from tidelog.broker.log import appender
 from tidelog.broker.log.config import LogConfig
@@ -30,19 +29,18 @@ from tidelog.broker.log.segment import (
     BatchInfo,
     LogSegment,
 )
-from tidelog.broker.protocol import batch as rb
 from tidelog.broker.protocol.errors import KafkaStorageError, OffsetOutOfRangeError
 from tidelog.broker.protocol.records import iter_records
 
 log = logging.getLogger(__name__)
 
-_INT64 = struct.Struct(">q")
-_INT32 = struct.Struct(">i")
+_assign_offsets = appender.assign_offsets
+_time_ns = time.time_ns
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return _time_ns() // 1_000_000
 
 
 class AppendInfo(NamedTuple):
@@ -54,6 +52,9 @@ class AppendInfo(NamedTuple):
     log_start_offset: int
     records: int
     bytes: int
+
+
+_tuple_new = tuple.__new__  # AppendInfo from one tuple: cheaper than its keyword-capable __new__
 
 
 @dataclass(slots=True)
@@ -191,33 +192,38 @@ class PartitionLog:
 
     def append_as_leader(self, buf: memoryview, *, leader_epoch: int = 0, clock_ms: int | None = None) -> AppendInfo:
         """Validate the producer's batches, assign offsets in place, append. ``buf`` must be writable:
-        base offsets and the leader epoch are patched into it (both outside the CRC)."""
+        base offsets and the leader epoch are patched into it (both outside the CRC).
+
+        The produce hot path: every line here runs once per partition per request (see
+        ``appender.assign_offsets`` and ``LogSegment.append`` for the rest)."""
         if self.offline_reason is not None:
             self._check_online()
-        now = clock_ms if clock_ms is not None else now_ms()
-        batches = appender.validate_for_leader(buf, self.config, now)
-        log_append_time = self.config.message_timestamp_type == "LogAppendTime"
-        offset = first = self.log_end_offset
-        infos: list[BatchInfo] = []
-        records = 0
-        pack_offset, pack_epoch = _INT64.pack_into, _INT32.pack_into
-        for pos, size, delta, batch_max_ts, count in batches:
-            pack_offset(buf, pos, offset)
-            pack_epoch(buf, pos + rb.LOG_OVERHEAD, leader_epoch)
-            if log_append_time:
-                rb.set_log_append_time(buf, pos, size, now)
-            offset += delta + 1
-            records += count
-            infos.append(BatchInfo(pos, size, offset - 1, now if log_append_time else batch_max_ts))
-        self._append(buf, infos, now, records, first)
-        return AppendInfo(first, offset - 1, now if log_append_time else -1, self.log_start_offset, records, len(buf))
+        now = clock_ms if clock_ms is not None else _time_ns() // 1_000_000
+        segment = self.segments[-1]
+        first = segment.next_offset
+        if first is None:
+            first = self.log_end_offset
+        config = self.config
+        infos = _assign_offsets(buf, config, now, first, leader_epoch)
+        try:  # _append, inline
+            if not segment.append(buf, infos, now):
+                self.roll(now, base_offset=first).append(buf, infos, now)  # empty: it takes them
+        except KafkaStorageError as exc:
+            self._storage_failed(exc)
+        last = infos[-1][2]
+        records = last - first + 1  # offsets were assigned without gaps
+        self.unflushed_messages += records
+        if self.unflushed_messages >= config.flush_messages:
+            self.flush()
+        append_time = infos[-1][3] if config.append_settings[2] else -1  # LogAppendTime: the time stamped
+        return _tuple_new(AppendInfo, (first, last, append_time, self.log_start_offset, records, len(buf)))
 
     def append_as_follower(self, buf: memoryview, *, clock_ms: int | None = None) -> AppendInfo:
         """Append a leader's batches as they are (offsets, epochs, timestamps kept)."""
         self._check_online()
         now = clock_ms if clock_ms is not None else now_ms()
         batches = appender.validate_for_follower(buf, self.log_end_offset)
-        infos = [BatchInfo(pos, h.size, h.last_offset, h.max_timestamp) for pos, h in batches]
+        infos = [(pos, h.size, h.last_offset, h.max_timestamp) for pos, h in batches]
         records = sum(h.records_count for _, h in batches)
         self._append(buf, infos, now, records, batches[0][1].base_offset)
         return AppendInfo(
@@ -225,20 +231,20 @@ class PartitionLog:
         )
 
     def _append(self, buf: memoryview, infos: list[BatchInfo], now: int, records: int, first_offset: int) -> None:
-        segment = self.active
-        if segment.size:
-            max_ts = infos[0].max_timestamp if len(infos) == 1 else max(i.max_timestamp for i in infos)
-            if segment.should_roll(len(buf), max_ts, infos[-1].last_offset, now):
-                segment = self.roll(now, base_offset=first_offset)
         try:
-            segment.append(buf, infos)
+            if not self.segments[-1].append(buf, infos, now):
+                self.roll(now, base_offset=first_offset).append(buf, infos, now)  # empty: it takes them
         except KafkaStorageError as exc:
-            if "cannot undo" in str(exc):
-                self.offline_reason = str(exc)
-            raise
+            self._storage_failed(exc)
         self.unflushed_messages += records
         if self.unflushed_messages >= self.config.flush_messages:
             self.flush()
+
+    def _storage_failed(self, exc: KafkaStorageError) -> NoReturn:
+        """An append failed: the log goes offline if the file could not be put back; re-raise."""
+        if "cannot undo" in str(exc):
+            self.offline_reason = str(exc)
+        raise exc
 
     def roll(self, clock_ms: int | None = None, *, base_offset: int | None = None) -> LogSegment:
         """Start a new active segment at the log end offset (or ``base_offset`` for a follower gap)."""

@@ -167,7 +167,7 @@ class Workload:
         for t in self._threads[:-1]:
             t.join(90)
         self._stop_reading.set()
-        self._threads[-1].join(30)
+        self._threads[-1].join(90)  # (close() may wait for a coordinator the scenario just restarted)
         assert not self._crashes, f"workload thread failed: {self._crashes!r}"
         assert all(not t.is_alive() for t in self._threads), "workload threads did not stop"
 

@@ -172,6 +172,27 @@ def test_offsets_by_timestamp(open_log: Opener) -> None:
     assert plog.offset_of_max_timestamp() == (59, NOW + 291)
 
 
+def test_time_index_after_truncation_and_reopen(open_log: Opener) -> None:
+    """The time index's last timestamp (which decides whether an append adds an entry) follows
+    truncation and reloading: entries for new, smaller timestamps appear where they belong."""
+    plog = open_log()
+    for i in range(20):
+        append(plog, [b"x" * 120], timestamp=NOW + i * 10)
+    index = plog.active.time_index
+    assert index.last_timestamp == index.keys[-1]
+    plog.truncate_to(4)
+    assert index.last_timestamp == (index.keys[-1] if index.keys else -1)
+    for i in range(20):
+        append(plog, [b"y" * 120], timestamp=NOW + 1 + i * 5)
+    assert list(index.keys) == sorted(set(index.keys))
+    assert plog.offset_for_timestamp(NOW + 52) == (15, NOW + 56)
+    plog.close()
+    reopened = open_log(recovery_point=0)
+    assert reopened.offset_for_timestamp(NOW + 52) == (15, NOW + 56)
+    active = reopened.active.time_index
+    assert active.last_timestamp == (active.keys[-1] if active.keys else -1)
+
+
 def test_log_append_time_config(open_log: Opener, small_config: LogConfig) -> None:
     import dataclasses
 
@@ -196,6 +217,13 @@ def test_log_append_time_config(open_log: Opener, small_config: LogConfig) -> No
             87,
         ),
         (lambda: client_batch([b"a"], timestamp=NOW + 7_200_000), InvalidTimestampError, 32),
+        (
+            lambda: bytearray(build_batch([Record(0, NOW, b"k", b"v")], attributes=rb.TRANSACTIONAL_FLAG)),
+            InvalidRecordError,
+            87,
+        ),
+        (lambda: bytearray(build_batch([Record(0, NOW, b"k", b"v")], producer_id=7)), InvalidRecordError, 87),
+        (lambda: _negative_count(client_batch([b"a"])), CorruptRecordError, 2),
         (lambda: client_batch([b"a"]) + client_batch([b"b"])[:-1], CorruptRecordError, 2),
     ],
 )
@@ -236,6 +264,76 @@ def _flip_crc(data: bytearray) -> bytearray:
 def _set_magic(data: bytearray, magic: int) -> bytearray:
     data[rb.MAGIC_OFFSET] = magic
     return data
+
+
+def _negative_count(data: bytearray) -> bytearray:
+    import struct
+
+    struct.pack_into(">i", data, 57, -1)  # recordsCount
+    struct.pack_into(">I", data, rb.CRC_OFFSET, rb.batch_crc(data, 0, len(data)))
+    return data
+
+
+def test_a_transactional_batch_with_a_producer_id_is_accepted(open_log: Opener) -> None:
+    plog = open_log()
+    batch = build_batch([Record(0, NOW, b"k", b"v")], attributes=rb.TRANSACTIONAL_FLAG, producer_id=7, base_sequence=0)
+    assert plog.append_as_leader(memoryview(bytearray(batch)), clock_ms=NOW).first_offset == 0
+
+
+def test_timestamps_older_than_before_max_are_refused(open_log: Opener, small_config: LogConfig) -> None:
+    import dataclasses
+
+    plog = open_log(dataclasses.replace(small_config, message_timestamp_before_max_ms=1000))
+    with pytest.raises(InvalidTimestampError):
+        plog.append_as_leader(memoryview(client_batch([b"a"], timestamp=NOW - 5000)), clock_ms=NOW)
+    assert append(plog, [b"b"], timestamp=NOW - 500) == (0, 0)
+
+
+def test_appends_reserve_blocks_ahead_and_give_them_back(open_log: Opener, small_config: LogConfig) -> None:
+    """Blocks are reserved past the data without changing the file size (what recovery reads), and
+    released when the segment stops growing; where the file system cannot, appends go on without."""
+    import dataclasses
+
+    plog = open_log(dataclasses.replace(small_config, segment_bytes=64 << 20))
+    append(plog, [b"x" * 500])
+    segment = plog.active
+    path = segment.handle.path
+    assert path.stat().st_size == segment.size
+    probe = os.open(path, os.O_RDWR)
+    try:
+        supported = FileIO().preallocate(probe, 0, 4096)
+    finally:
+        os.close(probe)
+    if supported:
+        assert segment.reserved >= segment.size + FileIO.preallocate_bytes
+        assert path.stat().st_blocks * 512 >= FileIO.preallocate_bytes
+    else:
+        assert segment.reserved > segment.config.segment_bytes  # stopped trying
+    append(plog, [b"y" * 500])
+    assert path.stat().st_size == segment.size
+    plog.roll(NOW)
+    assert path.stat().st_blocks * 512 < 64 << 10  # the reservation is gone with the roll
+    assert [r.value for r in read_all(plog)] == [b"x" * 500, b"y" * 500]
+    append(plog, [b"z"])
+    plog.close()
+    assert plog.active.handle.path.stat().st_blocks * 512 < 64 << 10
+    reopened = open_log(recovery_point=0)
+    assert [r.value for r in read_all(reopened)] == [b"x" * 500, b"y" * 500, b"z"]
+
+
+class ShortWrites(FileIO):
+    """Every single write stores at most 100 bytes, as a signal-interrupted ``pwrite`` may."""
+
+    def pwrite(self, fd: int, data: object, position: int) -> int:
+        return os.pwrite(fd, memoryview(data)[:100], position)  # type: ignore[arg-type]
+
+
+def test_short_writes_are_completed(tmp_path: Path, small_config: LogConfig) -> None:
+    plog = PartitionLog.open(tmp_path / "t-0", small_config, io=ShortWrites())
+    for i in range(5):
+        plog.append_as_leader(memoryview(client_batch([bytes([i]) * 300])), clock_ms=NOW)
+    assert [r.value for r in read_all(plog)] == [bytes([i]) * 300 for i in range(5)]
+    assert plog.active.handle.path.stat().st_size == plog.active.size
 
 
 def _count_mismatch(data: bytearray) -> bytearray:
@@ -370,6 +468,10 @@ class DiskFullAfter(FileIO):
             raise OSError(28, "No space left on device")
         self.budget -= total
         super().write_all(fd, position, buffers)  # type: ignore[arg-type]
+
+    def pwrite(self, fd: int, data: object, position: int) -> int:  # the append path's single write
+        self.write_all(fd, position, [data])
+        return len(data)  # type: ignore[arg-type]
 
 
 def test_disk_full_keeps_the_log_readable_to_the_last_complete_batch(tmp_path: Path, small_config: LogConfig) -> None:
