@@ -18,6 +18,7 @@ import base64
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import kopf
 
 from tidelog.broker.admin.client import AdminClient, ClientTls
+from tidelog.broker.admin.model import ClusterAdmin
 from tidelog.operator import crd, schema
 from tidelog.operator.decisions import set_condition, status_patch
 from tidelog.operator.kube import KubeAPI
@@ -39,7 +41,7 @@ from tidelog.operator.users import delete_user
 Log = logging.Logger | logging.LoggerAdapter[Any]
 FINALIZER = "tidelog.dev/finalizer"
 ERROR_BACKOFF_S = 10.0
-TOPIC_DELETE_RETRIES = 30  # x 10 s: an unreachable (but existing) cluster holds a Topic 5 minutes at most
+DELETE_RETRIES = 30  # x 10 s: an unreachable (but existing) cluster holds a Topic or User 5 minutes at most
 
 
 @dataclass
@@ -167,40 +169,65 @@ async def cluster_changed(*, name: str, namespace: str | None, **_: Any) -> None
     RUNTIME.event(namespace, name).set()
 
 
+async def _member_changed(
+    kind: str, status_type: type[TopicStatus] | type[UserStatus], body: kopf.Body, name: str, namespace: str
+) -> None:
+    """A Topic or User changed: wake its Cluster's loop (which reconciles it), or report that the
+    Cluster it names does not exist."""
+    cluster = body["spec"]["clusterRef"]["name"]
+    kube = RUNTIME.api()
+    if await kube.get("Cluster", namespace, cluster) is None:
+        status: TopicStatus | UserStatus = schema.load(status_type, dict(body.get("status") or {}))
+        status.conditions = set_condition(status.conditions, "Ready", False, "ClusterNotFound",
+                                          f"no Cluster {cluster} in namespace {namespace}", now_rfc3339(),
+                                          body["metadata"].get("generation"))  # fmt: skip
+        await kube.patch_status(kind, namespace, name, status_patch(status))
+        return
+    RUNTIME.event(namespace, cluster).set()
+
+
+Cleanup = Callable[[ClusterAdmin | None, dict[str, Any]], Awaitable[str]]
+
+
+async def _member_deleted(
+    body: kopf.Body, namespace: str, retry: int, logger: Log, what: str, cleanup: Cleanup
+) -> None:
+    """A Topic or User is being deleted: ``cleanup`` takes it out of its Cluster (with None when the
+    Cluster is gone or going: nothing holds the resource back); an unreachable Cluster is retried
+    for ``DELETE_RETRIES`` x 10 s, then given up on."""
+    kube = RUNTIME.api()
+    obj = {"metadata": dict(body["metadata"]), "spec": dict(body["spec"])}
+    cluster = await kube.get("Cluster", namespace, body["spec"]["clusterRef"]["name"])
+    if cluster is None or cluster["metadata"].get("deletionTimestamp"):
+        logger.info("%s", await cleanup(None, obj))
+        return
+    try:
+        async with await cluster_admin(kube, cluster) as admin:
+            logger.info("%s", await cleanup(admin, obj))
+    except ConnectionError as exc:
+        if retry >= DELETE_RETRIES:
+            logger.warning("giving up on %s (cluster unreachable: %s)", what, exc)
+            return
+        raise kopf.TemporaryError(f"cluster unreachable: {exc}", delay=10) from exc
+
+
 @kopf.on.create(GROUP, VERSION, "topics")
 @kopf.on.update(GROUP, VERSION, "topics")
 @kopf.on.resume(GROUP, VERSION, "topics")
 async def topic_changed(*, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
     assert namespace is not None
-    cluster = body["spec"]["clusterRef"]["name"]
-    kube = RUNTIME.api()
-    if await kube.get("Cluster", namespace, cluster) is None:
-        status = schema.load(TopicStatus, dict(body.get("status") or {}))
-        status.conditions = set_condition(status.conditions, "Ready", False, "ClusterNotFound",
-                                          f"no Cluster {cluster} in namespace {namespace}", now_rfc3339(),
-                                          body["metadata"].get("generation"))  # fmt: skip
-        await kube.patch_status("Topic", namespace, name, status_patch(status))
-        return
-    RUNTIME.event(namespace, cluster).set()
+    await _member_changed("Topic", TopicStatus, body, name, namespace)
 
 
 @kopf.on.delete(GROUP, VERSION, "topics")
 async def topic_deleted(*, body: kopf.Body, namespace: str | None, retry: int, logger: Log, **_: Any) -> None:
     assert namespace is not None
     kube = RUNTIME.api()
-    topic = {"metadata": dict(body["metadata"]), "spec": dict(body["spec"])}
-    cluster = await kube.get("Cluster", namespace, body["spec"]["clusterRef"]["name"])
-    if cluster is None or cluster["metadata"].get("deletionTimestamp"):
-        logger.info("%s", await delete_topic(kube, None, topic))
-        return
-    try:
-        async with await cluster_admin(kube, cluster) as admin:
-            logger.info("%s", await delete_topic(kube, admin, topic))
-    except ConnectionError as exc:
-        if retry >= TOPIC_DELETE_RETRIES:
-            logger.warning("giving up deleting the topic (cluster unreachable: %s); the Kafka topic stays", exc)
-            return
-        raise kopf.TemporaryError(f"cluster unreachable: {exc}", delay=10) from exc
+
+    async def cleanup(admin: ClusterAdmin | None, topic: dict[str, Any]) -> str:
+        return await delete_topic(kube, admin, topic)
+
+    await _member_deleted(body, namespace, retry, logger, "deleting the topic (the Kafka topic stays)", cleanup)
 
 
 @kopf.on.create(GROUP, VERSION, "users")
@@ -208,32 +235,10 @@ async def topic_deleted(*, body: kopf.Body, namespace: str | None, retry: int, l
 @kopf.on.resume(GROUP, VERSION, "users")
 async def user_changed(*, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
     assert namespace is not None
-    cluster = body["spec"]["clusterRef"]["name"]
-    kube = RUNTIME.api()
-    if await kube.get("Cluster", namespace, cluster) is None:
-        status = schema.load(UserStatus, dict(body.get("status") or {}))
-        status.conditions = set_condition(status.conditions, "Ready", False, "ClusterNotFound",
-                                          f"no Cluster {cluster} in namespace {namespace}", now_rfc3339(),
-                                          body["metadata"].get("generation"))  # fmt: skip
-        await kube.patch_status("User", namespace, name, status_patch(status))
-        return
-    RUNTIME.event(namespace, cluster).set()
+    await _member_changed("User", UserStatus, body, name, namespace)
 
 
 @kopf.on.delete(GROUP, VERSION, "users")
 async def user_deleted(*, body: kopf.Body, namespace: str | None, retry: int, logger: Log, **_: Any) -> None:
     assert namespace is not None
-    kube = RUNTIME.api()
-    user = {"metadata": dict(body["metadata"]), "spec": dict(body["spec"])}
-    cluster = await kube.get("Cluster", namespace, body["spec"]["clusterRef"]["name"])
-    if cluster is None or cluster["metadata"].get("deletionTimestamp"):
-        logger.info("%s", await delete_user(None, user))
-        return
-    try:
-        async with await cluster_admin(kube, cluster) as admin:
-            logger.info("%s", await delete_user(admin, user))
-    except ConnectionError as exc:
-        if retry >= TOPIC_DELETE_RETRIES:
-            logger.warning("giving up removing the user from the cluster (unreachable: %s)", exc)
-            return
-        raise kopf.TemporaryError(f"cluster unreachable: {exc}", delay=10) from exc
+    await _member_deleted(body, namespace, retry, logger, "removing the user from the cluster", delete_user)

@@ -22,11 +22,8 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,17 +31,13 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient as KafkaAdmin
 from e2e_kube import Kube, run_prometheus, wait_until, write_file_sd  # type: ignore[import-not-found]
+from operator_release import TAG, Steps, operator_release  # type: ignore[import-not-found]
 
 from tidelog.broker.admin.client import AdminClient
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-assert VERSION
-TAG = f"{VERSION.group(1)}-e2e"
 CLIENT = Path(__file__).resolve().parent / "kafka_cluster_client.py"
 DNS = os.environ.get("E2E_CLUSTER_DNS", "169.254.20.10")
-TIMINGS: dict[str, float] = {}
-UID = 10001
+Step = Steps("operator e2e", "E2E_TIMINGS")
 
 
 def cluster_manifest(replicas: int, config: dict[str, Any] | None = None) -> str:
@@ -62,57 +55,10 @@ TOPIC = json.dumps({
 })  # fmt: skip
 
 
-class Step:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        TIMINGS[self.name] = round(time.monotonic() - self.t0, 1)
-
-
-def _volume_owner(kube: Kube, stop: threading.Event) -> None:
-    """Give this namespace's hostPath volumes to the broker's uid (the local provider only)."""
-    done: set[str] = set()
-    while not stop.wait(1.0):
-        proc = kube.run("get", "pv", "-o", "json", namespaced=False, check=False)
-        if proc.returncode != 0:
-            continue
-        for pv in json.loads(proc.stdout)["items"]:
-            path = (pv["spec"].get("hostPath") or {}).get("path")
-            claim = pv["spec"].get("claimRef") or {}
-            if path and path not in done and claim.get("namespace") == kube.namespace and Path(path).is_dir():
-                os.chown(path, UID, UID)
-                done.add(path)
-
-
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[Kube]:
-    helm = os.environ.get("HELM") or "helm"
-    release = release_name(kube)
-    stop = threading.Event()
-    owner = threading.Thread(target=_volume_owner, args=(kube, stop), daemon=True)
-    owner.start()
-    with Step("helm install (operator Ready)"):
-        subprocess.run(
-            [helm, "install", release, str(ROOT / "helm" / "tidelog"), "-n", kube.namespace, "--wait",
-             "--timeout", "120s", "--set", f"image.tag={TAG}", "--set", "image.pullPolicy=Never",
-             "--set", f"watchNamespaces={{{kube.namespace}}}", "--set", "reconcileIntervalSeconds=10",
-             "--set", "logLevel=debug"],
-            check=True, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-    yield kube
-    # Delete the resources while the operator runs (their finalizers need it), then the operator.
-    kube.run("delete", "topic", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
-    kube.run("delete", "cluster", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
-    subprocess.run([helm, "uninstall", release, "-n", kube.namespace], check=False, capture_output=True, timeout=120)
-    stop.set()
-    if TIMINGS:
-        print("\noperator e2e step timings (s): " + json.dumps(TIMINGS, indent=1))
-        if os.environ.get("E2E_TIMINGS"):
-            Path(os.environ["E2E_TIMINGS"]).write_text(json.dumps(TIMINGS, indent=1))
+    with operator_release(kube, release_name(kube), Step, [["topic", "--all"], ["cluster", "--all"]]) as k:
+        yield k
 
 
 def release_name(kube: Kube) -> str:

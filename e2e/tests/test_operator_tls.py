@@ -21,10 +21,8 @@ import base64
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,19 +32,15 @@ from typing import Any
 
 import pytest
 from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
+from operator_release import TAG, Steps, operator_release  # type: ignore[import-not-found]
 
 from tidelog.broker.admin.client import AdminAuthenticationError, AdminClient
 from tidelog.operator import pki
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-assert VERSION
-TAG = f"{VERSION.group(1)}-e2e"
 CLIENT = Path(__file__).resolve().parent / "kafka_cluster_client.py"
 DNS = os.environ.get("E2E_CLUSTER_DNS", "169.254.20.10")
 NAME = "secure"
-UID = 10001
-TIMINGS: dict[str, float] = {}
+Step = Steps("operator TLS e2e", "E2E_TIMINGS_TLS")
 
 CLUSTER = json.dumps({
     "apiVersion": "tidelog.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
@@ -60,55 +54,10 @@ TOPIC = json.dumps({
 })  # fmt: skip
 
 
-class Step:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        TIMINGS[self.name] = round(time.monotonic() - self.t0, 1)
-
-
-def _volume_owner(kube: Kube, stop: threading.Event) -> None:
-    """Give this namespace's hostPath volumes to the broker's uid (the local provider ignores fsGroup)."""
-    done: set[str] = set()
-    while not stop.wait(1.0):
-        proc = kube.run("get", "pv", "-o", "json", namespaced=False, check=False)
-        if proc.returncode != 0:
-            continue
-        for pv in json.loads(proc.stdout)["items"]:
-            path = (pv["spec"].get("hostPath") or {}).get("path")
-            claim = pv["spec"].get("claimRef") or {}
-            if path and path not in done and claim.get("namespace") == kube.namespace and Path(path).is_dir():
-                os.chown(path, UID, UID)
-                done.add(path)
-
-
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[Kube]:
-    helm = os.environ.get("HELM") or "helm"
-    release = f"tls-{kube.namespace}"
-    stop = threading.Event()
-    threading.Thread(target=_volume_owner, args=(kube, stop), daemon=True).start()
-    with Step("helm install (operator Ready)"):
-        subprocess.run(
-            [helm, "install", release, str(ROOT / "helm" / "tidelog"), "-n", kube.namespace, "--wait",
-             "--timeout", "120s", "--set", f"image.tag={TAG}", "--set", "image.pullPolicy=Never",
-             "--set", f"watchNamespaces={{{kube.namespace}}}", "--set", "reconcileIntervalSeconds=10",
-             "--set", "logLevel=debug"],
-            check=True, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-    yield kube
-    kube.run("delete", "topic", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
-    kube.run("delete", "cluster", NAME, "--wait=true", "--timeout=60s", check=False, timeout=90)
-    subprocess.run([helm, "uninstall", release, "-n", kube.namespace], check=False, capture_output=True, timeout=120)
-    stop.set()
-    if TIMINGS:
-        print("\noperator TLS e2e step timings (s): " + json.dumps(TIMINGS, indent=1))
-        if os.environ.get("E2E_TIMINGS_TLS"):
-            Path(os.environ["E2E_TIMINGS_TLS"]).write_text(json.dumps(TIMINGS, indent=1))
+    with operator_release(kube, f"tls-{kube.namespace}", Step, [["topic", "--all"], ["cluster", NAME]]) as k:
+        yield k
 
 
 def _dns_wrapped(kube: Kube, argv: list[str]) -> list[str]:
@@ -321,7 +270,7 @@ def test_renewal_reissues_certificates_and_rolls_one_broker_at_a_time_while_prod
     assert min(lowest_isr) >= 2, f"a partition went under min.insync.replicas=2: {lowest_isr}"
     assert result["failed"] == 0, result["errors"]
     assert len(result["acked"]) > 100, result["sent"]
-    TIMINGS["records produced during the roll"] = len(result["acked"])
+    Step.timings["records produced during the roll"] = len(result["acked"])
     with Step("consume every acked record after the roll (SSL)"):
         total = len(ACKED) + len(result["acked"])
         read = json.loads(client(kube, ssl(ca_file), "consume", bootstrap(kube), "payments", str(total)).stdout)

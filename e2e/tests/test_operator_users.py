@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import re
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_kube import Kube, wait_until  # type: ignore[import-not-found]
+from operator_release import TAG, Steps, operator_release  # type: ignore[import-not-found]
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-assert VERSION
-TAG = f"{VERSION.group(1)}-e2e"
 IMAGE = f"tidelog/broker:{TAG}"
 NAME = "access"
-UID = 10001
-TIMINGS: dict[str, float] = {}
+Step = Steps("operator users e2e", "E2E_TIMINGS_USERS")
 
 CLUSTER = json.dumps({
     "apiVersion": "tidelog.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
@@ -55,55 +45,15 @@ def user(name: str, operations: list[str]) -> str:
                                 "authorization": {"type": "simple", "acls": acls}}})  # fmt: skip
 
 
-class Step:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        TIMINGS[self.name] = round(time.monotonic() - self.t0, 1)
-
-
-def _volume_owner(kube: Kube, stop: threading.Event) -> None:
-    """Give this namespace's hostPath volumes to the broker's uid (the local provider ignores fsGroup)."""
-    done: set[str] = set()
-    while not stop.wait(1.0):
-        proc = kube.run("get", "pv", "-o", "json", namespaced=False, check=False)
-        if proc.returncode != 0:
-            continue
-        for pv in json.loads(proc.stdout)["items"]:
-            path = (pv["spec"].get("hostPath") or {}).get("path")
-            claim = pv["spec"].get("claimRef") or {}
-            if path and path not in done and claim.get("namespace") == kube.namespace and Path(path).is_dir():
-                os.chown(path, UID, UID)
-                done.add(path)
-
-
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[Kube]:
-    helm = os.environ.get("HELM") or "helm"
-    release = f"users-{kube.namespace}"
-    stop = threading.Event()
-    threading.Thread(target=_volume_owner, args=(kube, stop), daemon=True).start()
-    with Step("helm install (operator Ready)"):
-        subprocess.run(
-            [helm, "install", release, str(ROOT / "helm" / "tidelog"), "-n", kube.namespace, "--wait",
-             "--timeout", "120s", "--set", f"image.tag={TAG}", "--set", "image.pullPolicy=Never",
-             "--set", f"watchNamespaces={{{kube.namespace}}}", "--set", "reconcileIntervalSeconds=10",
-             "--set", "logLevel=debug"],
-            check=True, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-    yield kube
-    kube.run("delete", "user", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
-    kube.run("delete", "topic", "--all", "--wait=true", "--timeout=60s", check=False, timeout=90)
-    kube.run("delete", "cluster", NAME, "--wait=true", "--timeout=60s", check=False, timeout=90)
-    kube.run("delete", "pod", "-l", "tidelog.dev/e2e-app", "--wait=false", check=False)
-    subprocess.run([helm, "uninstall", release, "-n", kube.namespace], check=False, capture_output=True, timeout=120)
-    stop.set()
-    if TIMINGS:
-        print("\noperator users e2e step timings (s): " + json.dumps(TIMINGS, indent=1))
+    with operator_release(
+        kube,
+        f"users-{kube.namespace}",
+        Step,
+        [["user", "--all"], ["topic", "--all"], ["cluster", NAME], ["pod", "-l", "tidelog.dev/e2e-app"]],
+    ) as k:
+        yield k
 
 
 def ready(kube: Kube, kind: str, name: str) -> bool:

@@ -56,3 +56,14 @@ def consume(conf: dict[str, Any], topic: str, group: str, want: int) -> tuple[li
     finally:
         consumer.close()
     return values, errors
+
+
+def first_error(conf: dict[str, Any], wait_s: float = 10.0) -> int | None:
+    """The code of the first error a producer with ``conf`` reports while it connects (e.g.
+    KafkaError._AUTHENTICATION for a refused login), None if none within ``wait_s``."""
+    errors: list[KafkaError] = []
+    producer = Producer({**conf, "error_cb": errors.append})
+    deadline = time.monotonic() + wait_s
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.2)
+    return int(errors[0].code()) if errors else None
