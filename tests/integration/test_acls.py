@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certs import make_pki
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
@@ -350,3 +351,49 @@ def test_the_tidelog_cli_logs_in_with_a_client_properties_file(
     wrong = cli("topics", "list")
     assert wrong.returncode == 1
     assert "SASL_AUTHENTICATION_FAILED" in wrong.stderr
+
+
+def test_mutual_tls_principals_with_kafkas_java_consumer_and_kafka_python(tmp_path: Path) -> None:
+    """Over mutual TLS the principal is the certificate's subject: ACLs for User:CN=alice,O=tidelog-tests
+    admit Kafka's Java console consumer and kafka-python to one topic and refuse them another."""
+    pki = make_pki(tmp_path / "pki")
+    plain, mtls = free_port(), free_port()
+    with tidelog_broker(
+        tmp_path,
+        "--listen", f"PLAINTEXT://127.0.0.1:{plain},MTLS://127.0.0.1:{mtls}",
+        "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,MTLS:SSL",
+        "--set", f"ssl.keystore.location={pki.broker}", "--set", f"ssl.truststore.location={pki.ca}",
+        "--set", "listener.name.mtls.ssl.client.auth=required",
+        *SECURED,
+        port=plain,
+    ) as b:  # fmt: skip
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for future in admin.create_topics([NewTopic(t, 1, 1) for t in ("orders", "secret")]).values():
+            future.result(15)
+        assert produce_codes({"bootstrap.servers": b.bootstrap}, "orders", 2) == [None, None]
+        principal = "User:CN=alice,O=tidelog-tests"
+        _acls(b.bootstrap, "--add", "--allow-principal", principal, "--operation", "Read", "--topic", "orders",
+              "--group", "java-group")  # fmt: skip
+        client = tmp_path / "client.properties"
+        client.write_text(
+            "security.protocol=SSL\nssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={pki.ca}\nssl.keystore.type=PEM\nssl.keystore.location={pki.client}\n"
+        )
+        common = ["--bootstrap-server", f"127.0.0.1:{mtls}", "--from-beginning", "--group", "java-group",
+                  "--consumer.config", str(client)]  # fmt: skip
+        read = run_java_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--topic", "orders",
+                             "--max-messages", "2", "--timeout-ms", "30000", *common)  # fmt: skip
+        assert read.returncode == 0, read.stderr[-2000:]
+        assert sorted(read.stdout.split()) == ["v0", "v1"]
+        refused = run_java_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--topic", "secret",
+                                "--max-messages", "1", "--timeout-ms", "15000", *common)  # fmt: skip
+        assert "TopicAuthorizationException" in refused.stdout + refused.stderr, refused.stderr[-2000:]
+        consumer = KafkaConsumer(
+            "orders", bootstrap_servers=f"127.0.0.1:{mtls}", security_protocol="SSL", ssl_cafile=str(pki.ca),
+            ssl_certfile=str(pki.client_cert), ssl_keyfile=str(pki.client_key), group_id=None,
+            auto_offset_reset="earliest", consumer_timeout_ms=8000, enable_auto_commit=False,
+        )  # fmt: skip
+        try:
+            assert sorted(m.value for m in consumer) == [b"v0", b"v1"]
+        finally:
+            consumer.close()
