@@ -131,9 +131,17 @@ def _password_of(secret: dict[str, Any] | None) -> str | None:
 
 
 async def reconcile_user(
-    kube: Kube, admin: ClusterAdmin, user: dict[str, Any], cluster: dict[str, Any], now: str
+    kube: Kube,
+    admin: ClusterAdmin,
+    user: dict[str, Any],
+    cluster: dict[str, Any],
+    now: str,
+    scram_users: set[str] | None = None,
 ) -> UserStatus:
-    """One User's pass: its Secret, its credential in Kafka, its ACLs; the status to write."""
+    """One User's pass: its Secret, its credential in Kafka, its ACLs; the status to write.
+    ``scram_users``: who has a SCRAM-SHA-512 credential (read once per pass by ``reconcile_users``)."""
+    if scram_users is None:
+        scram_users = await _scram_users(admin)
     meta = user["metadata"]
     generation = meta.get("generation")
     status = schema.load(UserStatus, user.get("status") or {})
@@ -145,12 +153,12 @@ async def reconcile_user(
         if spec.authentication.type == "tls":
             principal = status.principal = principal_of(name, "tls")
             status.certificate_not_after = await _tls_credentials(kube, user, name, cluster)
-            if await _has_credential(admin, name):  # switched from SCRAM: the password no longer works
+            if name in scram_users:  # switched from SCRAM: the password no longer works
                 await admin.delete_scram_user(name)
             status.credentials_version = None
         else:
             status.certificate_not_after = None
-            await _scram_credentials(kube, admin, user, name, cluster, status)
+            await _scram_credentials(kube, admin, user, name, cluster, status, name in scram_users)
     except UserNotReady as pending:
         status.conditions = set_condition(status.conditions, "Ready", False, pending.reason, pending.message, now,
                                           generation)  # fmt: skip
@@ -182,7 +190,13 @@ async def reconcile_user(
 
 
 async def _scram_credentials(
-    kube: Kube, admin: ClusterAdmin, user: dict[str, Any], name: str, cluster: dict[str, Any], status: UserStatus
+    kube: Kube,
+    admin: ClusterAdmin,
+    user: dict[str, Any],
+    name: str,
+    cluster: dict[str, Any],
+    status: UserStatus,
+    has_credential: bool,
 ) -> None:
     """The Secret with the password (made once), and the broker's SCRAM credential made from it."""
     meta = user["metadata"]
@@ -194,7 +208,7 @@ async def _scram_credentials(
     if existing is None or any(existing.get("data", {}).get(k) != v for k, v in wanted["data"].items()):
         existing = await kube.apply(wanted)
     version = str(existing["metadata"].get("resourceVersion", ""))
-    if status.credentials_version != version or not await _has_credential(admin, name):
+    if status.credentials_version != version or not has_credential:
         await admin.set_scram_user(name, MECHANISM, password, ITERATIONS)
         status.credentials_version = version
 
@@ -231,8 +245,8 @@ async def _tls_credentials(kube: Kube, user: dict[str, Any], name: str, cluster:
     return pki.rfc3339(pki.info(cert).not_after)
 
 
-async def _has_credential(admin: ClusterAdmin, name: str) -> bool:
-    return any(u.name == name and MECHANISM in u.mechanisms for u in await admin.list_scram_users())
+async def _scram_users(admin: ClusterAdmin) -> set[str]:
+    return {u.name for u in await admin.list_scram_users() if MECHANISM in u.mechanisms}
 
 
 async def reconcile_users(kube: Kube, admin: ClusterAdmin, cluster: dict[str, Any], now: str) -> int:
@@ -245,10 +259,11 @@ async def reconcile_users(kube: Kube, admin: ClusterAdmin, cluster: dict[str, An
         and not u["metadata"].get("deletionTimestamp")
     ]
     failed = 0
+    scram_users = await _scram_users(admin) if users else set()  # one listing per pass, not per user
     for u in users:
         meta = u["metadata"]
         try:
-            status = await reconcile_user(kube, admin, u, cluster, now)
+            status = await reconcile_user(kube, admin, u, cluster, now, scram_users)
         except Exception as exc:  # one bad user must not stop the others
             failed += 1
             status = schema.load(UserStatus, u.get("status") or {})

@@ -140,8 +140,14 @@ class StoreAcls:
 
     async def remove(self, filters: list[AclFilter]) -> list[list[AclBinding]]:
         removed: list[list[AclBinding]] = [[] for _ in filters]
-        keys = {pattern_key(b.resource_type, b.pattern_type, b.resource_name) for b in self._bindings}
-        keys.update(self._values)  # also patterns whose values could not be read
+        # Only the patterns holding a binding some filter matches are read and rewritten (as this
+        # broker sees them: a binding another broker made a moment ago may not be mirrored yet,
+        # as in Kafka).
+        keys = {
+            pattern_key(b.resource_type, b.pattern_type, b.resource_name)
+            for b in self._bindings
+            if any(f.matches(b) for f in filters)
+        }
         for key in sorted(keys):
 
             def edit(current: list[AclBinding]) -> tuple[list[AclBinding], list[tuple[int, AclBinding]]]:
